@@ -1,0 +1,18 @@
+//! Errors of the hub.
+
+use crate::session::{SessionId, Undelivered};
+
+/// Why a hub request did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The supervisor has stopped (its actix system is shutting down); no hub call will work again.
+    #[error("the supervisor is not running")]
+    SupervisorGone,
+    /// No session has this id: it never existed or has already disconnected.
+    #[error("no session {0}")]
+    NoSuchSession(SessionId),
+    /// The session exists but could not take the message; see [`Undelivered`].
+    #[error("session {0} did not take the message: {1}")]
+    Undelivered(SessionId, Undelivered),
+}

@@ -1,0 +1,131 @@
+//! The hub: a cheap, cloneable handle on the supervisor, usable from any thread or task.
+
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+
+use crate::error::HubError;
+use crate::message::{Message, Outgoing};
+use crate::session::{SessionId, SessionSink};
+use crate::supervisor::{
+    Broadcast, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor, UndeliveredCount,
+};
+
+/// A handle on the [`Supervisor`]: broadcast to a route, send to one session, list sessions.
+///
+/// Clone it freely and move it anywhere: into actix-web `app_data`, an HTTP handler, or a plain
+/// tokio task. Its futures can be awaited on any executor.
+///
+/// ```
+/// use switchboard_actors::Hub;
+///
+/// # actix_rt::System::new().block_on(async {
+/// let hub = Hub::start();
+/// hub.register_route("/feed");
+/// // From anywhere: reach every session of the route (none yet).
+/// assert_eq!(hub.broadcast("/feed", "news").await, Ok(0));
+/// assert_eq!(hub.routes().await, Ok(vec!["/feed".to_string()]));
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Hub {
+    addr: Addr<Supervisor>,
+}
+
+impl Hub {
+    /// Starts a supervisor on the current actix arbiter and returns its hub.
+    ///
+    /// # Panics
+    ///
+    /// Outside a running actix system (call it inside `#[actix_web::main]` or `actix_rt::System`).
+    pub fn start() -> Hub {
+        Hub { addr: Supervisor::default().start() }
+    }
+
+    /// Sends `message` to every session of `route` (its pattern, as mounted, e.g. `/rooms/{room}`).
+    /// Answers how many sessions took it.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn broadcast(&self, route: &str, message: impl Into<Message>) -> Result<usize, HubError> {
+        self.broadcast_outgoing(route, Outgoing::new(message), None).await
+    }
+
+    /// Like [`Hub::broadcast`], leaving out one session (typically the sender).
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn broadcast_except(
+        &self,
+        route: &str,
+        message: impl Into<Message>,
+        except: SessionId,
+    ) -> Result<usize, HubError> {
+        self.broadcast_outgoing(route, Outgoing::new(message), Some(except)).await
+    }
+
+    async fn broadcast_outgoing(
+        &self,
+        route: &str,
+        message: Outgoing,
+        except: Option<SessionId>,
+    ) -> Result<usize, HubError> {
+        let request = self.addr.send(Broadcast { route: route.to_owned(), message, except });
+        request.await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// Sends `message` to one session.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::Undelivered`] when it is
+    /// closing or its queue is full, [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn send_to(&self, id: SessionId, message: impl Into<Message>) -> Result<(), HubError> {
+        let request = self.addr.send(SendTo { id, message: Outgoing::new(message) });
+        request.await.map_err(|_| HubError::SupervisorGone)?
+    }
+
+    /// The sessions connected through `route`, in id order.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn sessions(&self, route: &str) -> Result<Vec<SessionId>, HubError> {
+        self.addr.send(Sessions(route.to_owned())).await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// The routes the supervisor knows, sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn routes(&self) -> Result<Vec<String>, HubError> {
+        self.addr.send(Routes).await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// How many deliveries were dropped because their session could take no more.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn undelivered(&self) -> Result<u64, HubError> {
+        self.addr.send(UndeliveredCount).await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// Makes a route known before any session connects. Used by the server when it mounts a route.
+    pub fn register_route(&self, route: impl Into<String>) {
+        self.addr.do_send(RegisterRoute(route.into()));
+    }
+
+    /// Registers a session. Used by the connection layer when a connection starts.
+    pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) {
+        self.addr.do_send(Connect { id, route: route.into(), sink });
+    }
+
+    /// Removes a session. Used by the connection layer when a connection stops, for any reason.
+    pub fn disconnect(&self, id: SessionId) {
+        self.addr.do_send(Disconnect(id));
+    }
+}

@@ -1,0 +1,186 @@
+//! The supervisor actor: the registry of routes and sessions, and delivery between them.
+//!
+//! It is only reached through messages, normally sent by a [`Hub`](crate::Hub). Sessions join it
+//! when their connection starts and leave it when the connection stops, whatever the reason, so a
+//! delivery never targets a session that is known to be gone; one that races with a disconnect is
+//! dropped and counted, never a panic.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, Message as ActixMessage, MessageResult};
+
+use crate::error::HubError;
+use crate::message::Outgoing;
+use crate::session::{SessionId, SessionSink};
+
+/// The registry actor. Start it with [`Hub::start`](crate::Hub::start).
+#[derive(Default)]
+pub struct Supervisor {
+    routes: HashMap<String, BTreeSet<SessionId>>,
+    sessions: HashMap<SessionId, Session>,
+    undelivered: u64,
+}
+
+struct Session {
+    route: String,
+    sink: Arc<dyn SessionSink>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("routes", &self.routes.len())
+            .field("sessions", &self.sessions.len())
+            .field("undelivered", &self.undelivered)
+            .finish()
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+impl Supervisor {
+    fn deliver(&mut self, id: SessionId, message: &Outgoing) -> Result<(), HubError> {
+        let session = self.sessions.get(&id).ok_or(HubError::NoSuchSession(id))?;
+        session.sink.deliver(message).map_err(|reason| {
+            self.undelivered += 1;
+            log::debug!("message to session {id} dropped: {reason}");
+            HubError::Undelivered(id, reason)
+        })
+    }
+}
+
+/// Makes a route known, with no sessions yet. Registering twice is harmless.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct RegisterRoute(pub String);
+
+impl Handler<RegisterRoute> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterRoute, _: &mut Context<Self>) {
+        self.routes.entry(msg.0).or_default();
+    }
+}
+
+/// A session joins its route.
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+pub struct Connect {
+    /// The session.
+    pub id: SessionId,
+    /// The route it connected through (its pattern, such as `/rooms/{room}`).
+    pub route: String,
+    /// Where its messages go.
+    pub sink: Arc<dyn SessionSink>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect").field("id", &self.id).field("route", &self.route).finish_non_exhaustive()
+    }
+}
+
+impl Handler<Connect> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        log::debug!("session {} joined {}", msg.id, msg.route);
+        self.routes.entry(msg.route.clone()).or_default().insert(msg.id);
+        self.sessions.insert(msg.id, Session { route: msg.route, sink: msg.sink });
+    }
+}
+
+/// A session leaves, whatever ended it.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct Disconnect(pub SessionId);
+
+impl Handler<Disconnect> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        if let Some(session) = self.sessions.remove(&msg.0) {
+            if let Some(members) = self.routes.get_mut(&session.route) {
+                members.remove(&msg.0);
+            }
+            log::debug!("session {} left {}", msg.0, session.route);
+        }
+    }
+}
+
+/// Delivers a message to every session of a route, optionally except one. Answers how many
+/// sessions it reached.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "usize")]
+pub struct Broadcast {
+    /// The route's pattern.
+    pub route: String,
+    /// The message, encoded once for all recipients.
+    pub message: Outgoing,
+    /// A session to leave out, typically the sender.
+    pub except: Option<SessionId>,
+}
+
+impl Handler<Broadcast> for Supervisor {
+    type Result = usize;
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
+        let Some(members) = self.routes.get(&msg.route) else { return 0 };
+        let targets: Vec<SessionId> = members.iter().copied().filter(|id| Some(*id) != msg.except).collect();
+        targets.into_iter().filter(|id| self.deliver(*id, &msg.message).is_ok()).count()
+    }
+}
+
+/// Delivers a message to one session.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct SendTo {
+    /// The session.
+    pub id: SessionId,
+    /// The message.
+    pub message: Outgoing,
+}
+
+impl Handler<SendTo> for Supervisor {
+    type Result = Result<(), HubError>;
+    fn handle(&mut self, msg: SendTo, _: &mut Context<Self>) -> Self::Result {
+        self.deliver(msg.id, &msg.message)
+    }
+}
+
+/// Lists the sessions of a route, in id order.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "Vec<SessionId>")]
+pub struct Sessions(pub String);
+
+impl Handler<Sessions> for Supervisor {
+    type Result = MessageResult<Sessions>;
+    fn handle(&mut self, msg: Sessions, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.routes.get(&msg.0).map(|m| m.iter().copied().collect()).unwrap_or_default())
+    }
+}
+
+/// Lists the known routes, sorted.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "Vec<String>")]
+pub struct Routes;
+
+impl Handler<Routes> for Supervisor {
+    type Result = MessageResult<Routes>;
+    fn handle(&mut self, _: Routes, _: &mut Context<Self>) -> Self::Result {
+        let mut routes: Vec<String> = self.routes.keys().cloned().collect();
+        routes.sort();
+        MessageResult(routes)
+    }
+}
+
+/// How many deliveries were dropped because the session could take no more.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "u64")]
+pub struct UndeliveredCount;
+
+impl Handler<UndeliveredCount> for Supervisor {
+    type Result = u64;
+    fn handle(&mut self, _: UndeliveredCount, _: &mut Context<Self>) -> u64 {
+        self.undelivered
+    }
+}

@@ -1,0 +1,351 @@
+//! The receiving half of the protocol: bytes in, validated events out.
+
+use bytes::{Buf, Bytes, BytesMut};
+use switchboard_actors::Text;
+
+use super::close::CloseFrame;
+use super::frame::{FrameHeader, OpCode};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{ProtocolError, Role};
+
+/// What the peer sent: a whole message or a control frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete text message, reassembled and UTF-8 validated.
+    Text(Text),
+    /// A complete binary message, reassembled.
+    Binary(Bytes),
+    /// A ping and its payload.
+    Ping(Bytes),
+    /// A pong and its payload.
+    Pong(Bytes),
+    /// A close frame, with its code and reason when it had one.
+    Close(Option<CloseFrame>),
+}
+
+/// The header of the frame whose payload is arriving, and how much of it is already unmasked.
+#[derive(Debug)]
+struct PendingFrame {
+    header: FrameHeader,
+    len: usize,
+    /// Payload bytes at the front of the buffer already unmasked (and UTF-8 checked if text).
+    done: usize,
+}
+
+/// A fragmented message being put back together.
+#[derive(Debug)]
+struct Reassembly {
+    text: bool,
+    data: BytesMut,
+}
+
+/// Turns the bytes a peer sends into [`Event`]s, enforcing RFC 6455 and the size limits.
+///
+/// Feed it bytes as they arrive with [`Decoder::feed`], then call [`Decoder::next_event`] until it
+/// returns `Ok(None)`. After an error the connection must be failed with
+/// [`ProtocolError::close_code`]; the decoder is not used again.
+///
+/// ```
+/// use switchboard::protocol::{Decoder, Event, Role};
+///
+/// let mut decoder = Decoder::new(Role::Client, 1 << 20, 1 << 20);
+/// decoder.feed(&[0x01, 0x03, b'H', b'e', b'l']); // first fragment, unmasked (from a server)
+/// assert_eq!(decoder.next_event(), Ok(None));
+/// decoder.feed(&[0x80, 0x02, b'l', b'o']); // final continuation
+/// match decoder.next_event() {
+///     Ok(Some(Event::Text(text))) => assert_eq!(&*text, "Hello"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    max_frame: usize,
+    max_message: usize,
+    buf: BytesMut,
+    frame: Option<PendingFrame>,
+    message: Option<Reassembly>,
+    utf8: Utf8Validator,
+}
+
+impl Decoder {
+    /// A decoder for the endpoint playing `role`, refusing frames over `max_frame` bytes and
+    /// messages over `max_message` bytes.
+    pub fn new(role: Role, max_frame: usize, max_message: usize) -> Self {
+        Decoder {
+            role,
+            max_frame,
+            max_message,
+            buf: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::default(),
+        }
+    }
+
+    /// Appends bytes received from the peer.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// How many received bytes are buffered and not yet returned as events.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.message.as_ref().map_or(0, |m| m.data.len())
+    }
+
+    /// The next complete event, or `Ok(None)` when more bytes are needed.
+    ///
+    /// # Errors
+    ///
+    /// The first violation of RFC 6455 or of the size limits; see [`ProtocolError`] for the close
+    /// code each one calls for. A text message is rejected as soon as its bytes cannot be UTF-8,
+    /// even in the middle of a frame.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.frame.is_none() && !self.start_frame()? {
+                return Ok(None);
+            }
+            let Some(frame) = self.frame.as_mut() else { return Ok(None) };
+            let available = frame.len.min(self.buf.len());
+            if available > frame.done {
+                let header = frame.header;
+                let (start, whole) = (frame.done, self.buf.len() >= frame.len);
+                frame.done = available;
+                self.unmask_and_check(header, start, available, whole)?;
+            }
+            if self.buf.len() < frame.len {
+                return Ok(None);
+            }
+            let header = frame.header;
+            let payload = self.buf.split_to(frame.len).freeze();
+            self.frame = None;
+            if let Some(event) = self.finish_frame(header, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Parses and checks the next header; `false` when it has not fully arrived.
+    fn start_frame(&mut self) -> Result<bool, ProtocolError> {
+        let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else { return Ok(false) };
+        self.check_header(&header)?;
+        self.buf.advance(header_len);
+        // check_header bounded the length by max_frame, a usize.
+        let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength)?;
+        self.frame = Some(PendingFrame { header, len, done: 0 });
+        Ok(true)
+    }
+
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if header.payload_len > self.max_frame as u64 {
+            return Err(ProtocolError::FrameTooBig { size: header.payload_len, max: self.max_frame });
+        }
+        let so_far = match (header.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Continuation, Some(message)) => message.data.len() as u64,
+            _ => 0,
+        };
+        let size = so_far + header.payload_len;
+        if !header.opcode.is_control() && size > self.max_message as u64 {
+            return Err(ProtocolError::MessageTooBig { size, max: self.max_message });
+        }
+        Ok(())
+    }
+
+    /// Unmasks payload bytes `start..end` in place and, for text, checks them as they arrive.
+    ///
+    /// A single-frame text message that arrived whole is left to [`Text::try_from`], so the
+    /// common case validates once.
+    fn unmask_and_check(&mut self, header: FrameHeader, start: usize, end: usize, whole: bool) -> Result<(), ProtocolError> {
+        let piece = &mut self.buf[start..end];
+        if let Some(key) = header.mask {
+            apply_mask(piece, key, start);
+        }
+        let text = match header.opcode {
+            OpCode::Text => !(header.fin && whole && start == 0),
+            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.text),
+            _ => false,
+        };
+        if text {
+            self.utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// Turns a complete frame into an event, or adds it to the message being reassembled.
+    fn finish_frame(&mut self, header: FrameHeader, payload: Bytes) -> Result<Option<Event>, ProtocolError> {
+        let event = match header.opcode {
+            OpCode::Ping => Event::Ping(payload),
+            OpCode::Pong => Event::Pong(payload),
+            OpCode::Close => Event::Close(CloseFrame::parse(&payload)?),
+            OpCode::Text | OpCode::Binary if header.fin => {
+                return self.message_event(header.opcode == OpCode::Text, payload).map(Some);
+            }
+            OpCode::Text | OpCode::Binary => {
+                let data = BytesMut::from(&payload[..]);
+                self.message = Some(Reassembly { text: header.opcode == OpCode::Text, data });
+                return Ok(None);
+            }
+            OpCode::Continuation => {
+                let Some(message) = self.message.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                message.data.extend_from_slice(&payload);
+                if !header.fin {
+                    return Ok(None);
+                }
+                let text = message.text;
+                let data = std::mem::take(&mut message.data).freeze();
+                self.message = None;
+                return self.message_event(text, data).map(Some);
+            }
+        };
+        Ok(Some(event))
+    }
+
+    fn message_event(&mut self, text: bool, data: Bytes) -> Result<Event, ProtocolError> {
+        if !text {
+            return Ok(Event::Binary(data));
+        }
+        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        Text::try_from(data).map(Event::Text).map_err(|_| ProtocolError::InvalidUtf8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::encode_frame;
+    use super::*;
+
+    const KEY: [u8; 4] = [0xA1, 0xB2, 0xC3, 0xD4];
+
+    fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, opcode, fin, payload, Some(KEY));
+        buf.to_vec()
+    }
+
+    fn server() -> Decoder {
+        Decoder::new(Role::Server, 1024, 4096)
+    }
+
+    fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Event>, ProtocolError> {
+        decoder.feed(bytes);
+        let mut events = Vec::new();
+        while let Some(event) = decoder.next_event()? {
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Text(Text::try_from(Bytes::copy_from_slice(s.as_bytes())).unwrap())
+    }
+
+    #[test]
+    fn decodes_a_masked_text_frame_fed_byte_by_byte() {
+        let bytes = client_frame(OpCode::Text, true, "héllo".as_bytes());
+        let mut d = server();
+        let mut events = Vec::new();
+        for b in &bytes {
+            events.extend(decode_all(&mut d, std::slice::from_ref(b)).unwrap());
+        }
+        assert_eq!(events, vec![text("héllo")]);
+    }
+
+    #[test]
+    fn reassembles_fragments_around_interleaved_control_frames() {
+        let mut bytes = client_frame(OpCode::Text, false, "frag".as_bytes());
+        bytes.extend(client_frame(OpCode::Ping, true, b"p"));
+        bytes.extend(client_frame(OpCode::Continuation, false, "men".as_bytes()));
+        bytes.extend(client_frame(OpCode::Continuation, true, "ted €".as_bytes()));
+        bytes.extend(client_frame(OpCode::Binary, true, &[1, 2, 3]));
+        let events = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(
+            events,
+            vec![Event::Ping(Bytes::from_static(b"p")), text("fragmented €"), Event::Binary(Bytes::from_static(&[1, 2, 3]))]
+        );
+    }
+
+    #[test]
+    fn empty_messages_are_messages() {
+        let mut bytes = client_frame(OpCode::Text, true, b"");
+        bytes.extend(client_frame(OpCode::Binary, true, b""));
+        let events = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(events, vec![text(""), Event::Binary(Bytes::new())]);
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_accepted() {
+        let euro = "€".as_bytes();
+        let mut bytes = client_frame(OpCode::Text, false, &euro[..1]);
+        bytes.extend(client_frame(OpCode::Continuation, true, &euro[1..]));
+        assert_eq!(decode_all(&mut server(), &bytes).unwrap(), vec![text("€")]);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_before_the_message_ends() {
+        let mut d = server();
+        let first = client_frame(OpCode::Text, false, &[b'a', 0xFF]);
+        assert_eq!(decode_all(&mut d, &first), Err(ProtocolError::InvalidUtf8));
+        // Inside one frame whose end has not arrived yet.
+        let mut d = server();
+        let frame = client_frame(OpCode::Text, true, &[b'a', 0xC0, b'b', b'c', b'd']);
+        assert_eq!(decode_all(&mut d, &frame[..8]), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn protocol_violations_have_their_close_codes() {
+        let cases: Vec<(Vec<u8>, ProtocolError, u16)> = vec![
+            (vec![0x81, 0x00], ProtocolError::UnmaskedFrame, 1002),
+            (client_frame(OpCode::Continuation, true, b"x"), ProtocolError::UnexpectedContinuation, 1002),
+            ([client_frame(OpCode::Text, false, b"a"), client_frame(OpCode::Text, true, b"b")].concat(), ProtocolError::ExpectedContinuation, 1002),
+            (vec![0xC1, 0x80, 0, 0, 0, 0], ProtocolError::ReservedBits(4), 1002),
+            (client_frame(OpCode::Close, true, &[3]), ProtocolError::InvalidCloseCode(None), 1002),
+            (client_frame(OpCode::Close, true, &[3, 0xE8, 0xFF]), ProtocolError::InvalidUtf8, 1007),
+            (client_frame(OpCode::Binary, true, &[0; 1025]), ProtocolError::FrameTooBig { size: 1025, max: 1024 }, 1009),
+        ];
+        for (bytes, expected, code) in cases {
+            let err = decode_all(&mut server(), &bytes).unwrap_err();
+            assert_eq!(err, expected);
+            assert_eq!(err.close_code().0, code);
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_at_the_fragment_that_crosses_it() {
+        let mut d = server();
+        let mut bytes = client_frame(OpCode::Binary, false, &[0; 1000]);
+        for _ in 0..3 {
+            bytes.extend(client_frame(OpCode::Continuation, false, &[0; 1000]));
+        }
+        assert_eq!(decode_all(&mut d, &bytes).unwrap(), vec![]);
+        let crossing = client_frame(OpCode::Continuation, true, &[0; 97]);
+        assert_eq!(decode_all(&mut d, &crossing), Err(ProtocolError::MessageTooBig { size: 4097, max: 4096 }));
+    }
+
+    #[test]
+    fn a_client_refuses_masked_frames() {
+        let mut d = Decoder::new(Role::Client, 1024, 1024);
+        let bytes = client_frame(OpCode::Text, true, b"x");
+        assert_eq!(decode_all(&mut d, &bytes), Err(ProtocolError::MaskedFrame));
+    }
+
+    #[test]
+    fn close_frames_decode_with_and_without_a_code() {
+        let mut bytes = client_frame(OpCode::Close, true, &[0x03, 0xE8, b'o', b'k']);
+        bytes.extend(client_frame(OpCode::Close, true, b""));
+        let events = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(events, vec![Event::Close(Some(CloseFrame::new(1000.into(), "ok"))), Event::Close(None)]);
+    }
+}
