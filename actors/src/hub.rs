@@ -1,6 +1,6 @@
 //! The hub: a cheap, cloneable handle on the supervisor, usable from any thread or task.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix::{Actor, Addr};
 
@@ -40,6 +40,36 @@ impl Hub {
     /// Outside a running actix system (call it inside `#[actix_web::main]` or `actix_rt::System`).
     pub fn start() -> Hub {
         Hub { addr: Supervisor::default().start() }
+    }
+
+    /// The process-wide hub, started on first use on a thread of its own.
+    ///
+    /// Routes that were given no hub (neither through their builder nor through `app_data`) use
+    /// it, so one server's routes can reach each other without any setup. It lives as long as the
+    /// process and works with or without a running actix system.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system refuses to start the hub's thread.
+    pub fn global() -> Hub {
+        static GLOBAL: OnceLock<Hub> = OnceLock::new();
+        GLOBAL.get_or_init(Hub::start_on_own_thread).clone()
+    }
+
+    fn start_on_own_thread() -> Hub {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("switchboard-hub".into())
+            .spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    // The receiver waits for exactly this message; it cannot be gone.
+                    let _ = tx.send(Supervisor::default().start());
+                    std::future::pending::<()>().await;
+                });
+            })
+            .expect("failed to spawn the switchboard hub thread");
+        let addr = rx.recv().expect("the switchboard hub thread died while starting");
+        Hub { addr }
     }
 
     /// Sends `message` to every session of `route` (its pattern, as mounted, e.g. `/rooms/{room}`).

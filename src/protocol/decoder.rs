@@ -107,18 +107,16 @@ impl Decoder {
                 return Ok(None);
             }
             let Some(frame) = self.frame.as_mut() else { return Ok(None) };
-            let available = frame.len.min(self.buf.len());
-            if available > frame.done {
-                let header = frame.header;
-                let (start, whole) = (frame.done, self.buf.len() >= frame.len);
+            let (header, len, done) = (frame.header, frame.len, frame.done);
+            let available = len.min(self.buf.len());
+            if available > done {
                 frame.done = available;
-                self.unmask_and_check(header, start, available, whole)?;
+                self.unmask_and_check(header, done, available, self.buf.len() >= len)?;
             }
-            if self.buf.len() < frame.len {
+            if self.buf.len() < len {
                 return Ok(None);
             }
-            let header = frame.header;
-            let payload = self.buf.split_to(frame.len).freeze();
+            let payload = self.buf.split_to(len).freeze();
             self.frame = None;
             if let Some(event) = self.finish_frame(header, payload)? {
                 return Ok(Some(event));

@@ -19,6 +19,26 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// A fresh masking key for a client frame.
+///
+/// RFC 6455 §5.3 asks for keys a third party cannot predict. Each key is SipHash, keyed with
+/// random keys from the operating system (std's `RandomState`), of a per-thread counter: a keyed
+/// pseudo-random function, so unpredictable without its key, and cheap.
+pub fn random_mask() -> [u8; 4] {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher, RandomState};
+    thread_local! {
+        static KEYS: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
+    }
+    KEYS.with(|(keys, counter)| {
+        counter.set(counter.get().wrapping_add(1));
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(counter.get());
+        let [a, b, c, d, ..] = hasher.finish().to_le_bytes();
+        [a, b, c, d]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ mod utf8;
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use decoder::{Decoder, Event};
 pub use frame::{encode_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-pub use mask::apply_mask;
+pub use mask::{apply_mask, random_mask};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 
 /// Which end of the connection this endpoint is: it decides who masks (RFC 6455 §5.1).

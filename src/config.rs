@@ -1,0 +1,72 @@
+//! [`Config`]: every limit and timer of a connection, in one place.
+
+use std::time::Duration;
+
+/// The limits and timers of a WebSocket connection.
+///
+/// Set per route with [`WebSocketRoute::config`](crate::WebSocketRoute::config). Each field says
+/// its default and when to change it; `docs/configuration.md` has the same table.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::Config;
+///
+/// let mut config = Config::default();
+/// config.max_message_size = 64 << 10; // a chat: small messages only
+/// config.ping_interval = Some(Duration::from_secs(5));
+/// assert_eq!(config.max_frame_size, 16 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest message, after reassembly of its fragments, a peer may send.
+    ///
+    /// Default 16 MiB. A bigger message closes the connection with 1009. Lower it to what your
+    /// application exchanges: it bounds the memory one connection can make the server hold.
+    pub max_message_size: usize,
+    /// The largest single frame a peer may send.
+    ///
+    /// Default 16 MiB. A bigger frame closes the connection with 1009 as soon as its header is
+    /// read, before its payload is buffered.
+    pub max_frame_size: usize,
+    /// The most encoded bytes waiting to be written to one peer.
+    ///
+    /// Default 32 MiB. When a peer reads slower than it is sent to, its queue grows; a send that
+    /// would take it past this limit fails with [`SendError::QueueFull`](crate::SendError) and the
+    /// connection is closed with 1008, so one slow reader cannot exhaust the server's memory.
+    /// Raise it for bursty bulk transfers; lower it when you hold many connections.
+    pub max_outbound_queue: usize,
+    /// How often a ping is sent to check the peer is alive. `None` turns keepalive off.
+    ///
+    /// Default 20 s, below the 30 to 60 s after which proxies and NAT boxes tend to drop quiet
+    /// connections.
+    pub ping_interval: Option<Duration>,
+    /// How long after a ping the peer has to show it is alive (any frame counts, a pong included).
+    ///
+    /// Default 20 s. A peer silent for longer is dropped: its socket closes with code 1006 and a
+    /// reason saying "keepalive timeout", logged at `warn`.
+    pub pong_timeout: Duration,
+    /// How long to wait for the peer's close frame (or its end of the TCP stream) after ours.
+    ///
+    /// Default 5 s. After it the connection is dropped without further waiting.
+    pub close_timeout: Duration,
+    /// The most connections this route holds at once. `None` means no limit.
+    ///
+    /// Default `None`. Over the limit the handshake is answered with HTTP 503, so a load balancer
+    /// can try another node.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_outbound_queue: 32 << 20,
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(20),
+            close_timeout: Duration::from_secs(5),
+            max_connections: None,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The connection actor: one per WebSocket, feeding the peer's bytes to the protocol core and
+//! running the socket's callbacks, keepalive and close handshake.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, StreamHandler};
+use bytes::Bytes;
+use futures_util::Stream;
+use switchboard_actors::Hub;
+
+use crate::callbacks::{self, Panicked};
+use crate::config::Config;
+use crate::outbound::{FrameKind, Outbound};
+use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, OpCode, ProtocolError, Role};
+use crate::socket::{Control, Shared, WebSocket};
+
+/// A connection whose socket handle exists (so a handler can register callbacks on it) but
+/// whose actor has not started reading yet.
+pub(crate) struct Pending {
+    ctx: Context<Connection>,
+    ws: WebSocket,
+    config: Arc<Config>,
+}
+
+impl Pending {
+    /// Makes the socket handle and an idle actor context for it.
+    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>) -> Pending {
+        let ctx = Context::new();
+        let outbound = Outbound::new(config.max_outbound_queue);
+        let shared = Shared::new(role, protocol, outbound, ctx.address().recipient());
+        Pending { ctx, ws: WebSocket { shared: Arc::new(shared) }, config }
+    }
+
+    /// The socket handle, to give to the handler before [`Pending::run`].
+    pub(crate) fn socket(&self) -> &WebSocket {
+        &self.ws
+    }
+
+    /// The queue the transport writes to the socket.
+    pub(crate) fn outbound(&self) -> Arc<Outbound> {
+        self.ws.shared.outbound.clone()
+    }
+
+    /// Starts the actor reading `inbound`. The session must already be connected to `hub`,
+    /// which it leaves when it stops; `guard` is dropped then too.
+    pub(crate) fn run<S, E>(mut self, inbound: S, hub: Hub, guard: Box<dyn Send>)
+    where
+        S: Stream<Item = Result<Bytes, E>> + 'static,
+        E: Display + 'static,
+    {
+        self.ctx.add_stream(inbound);
+        let decoder = Decoder::new(self.ws.shared.role, self.config.max_frame_size, self.config.max_message_size);
+        let actor = Connection {
+            ws: self.ws,
+            decoder,
+            config: self.config,
+            hub,
+            last_inbound: Instant::now(),
+            pings: 0,
+            failed: false,
+            _guard: guard,
+        };
+        self.ctx.run(actor);
+    }
+}
+
+/// The actor of one connection.
+pub(crate) struct Connection {
+    ws: WebSocket,
+    decoder: Decoder,
+    config: Arc<Config>,
+    hub: Hub,
+    /// When the peer last sent anything: keepalive's proof of life.
+    last_inbound: Instant,
+    pings: u64,
+    /// A protocol error or a panic failed the connection: ignore what the peer sends now.
+    failed: bool,
+    _guard: Box<dyn Send>,
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        log::debug!("session {} open", self.ws.id());
+        if let Some(interval) = self.config.ping_interval {
+            ctx.run_interval(interval, |act, ctx| act.send_keepalive_ping(ctx));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let shared = &self.ws.shared;
+        shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, "connection lost"));
+        shared.outbound.finish();
+        abort_after(shared.outbound.clone(), self.config.close_timeout);
+        self.hub.disconnect(shared.id);
+        log::debug!("session {} closed: {:?}", shared.id, shared.close_state());
+    }
+}
+
+impl<E: Display + 'static> StreamHandler<Result<Bytes, E>> for Connection {
+    fn handle(&mut self, item: Result<Bytes, E>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(bytes) => self.on_bytes(&bytes, ctx),
+            Err(error) => {
+                log::debug!("session {}: read error: {error}", self.ws.id());
+                self.ws.shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, format!("read error: {error}")));
+                self.ws.shared.outbound.abort();
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        let reason = "the peer ended the connection without a close frame";
+        self.ws.shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, reason));
+        ctx.stop();
+    }
+}
+
+impl Handler<Control> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
+        match msg {
+            Control::CloseSent => {
+                ctx.run_later(self.config.close_timeout, |act, ctx| {
+                    let sent = act.ws.shared.sent_close.lock().clone();
+                    log::debug!("session {}: no close answer in {:?}", act.ws.id(), act.config.close_timeout);
+                    act.ws.shared.set_closed(sent.unwrap_or_else(|| CloseFrame::new(CloseCode::ABNORMAL, "")));
+                    ctx.stop();
+                });
+            }
+        }
+    }
+}
+
+impl Connection {
+    fn on_bytes(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        if self.failed {
+            return;
+        }
+        self.last_inbound = Instant::now();
+        self.decoder.feed(bytes);
+        loop {
+            match self.decoder.next_event() {
+                Ok(Some(Event::Close(frame))) => return self.on_peer_close(frame, ctx),
+                Ok(Some(event)) => {
+                    if let Err(Panicked(message)) = self.dispatch(event) {
+                        log::error!("session {}: a callback panicked ({message}); closing with 1011", self.ws.id());
+                        return self.fail(CloseFrame::new(CloseCode::INTERNAL, "internal error"), ctx);
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => return self.protocol_error(error, ctx),
+            }
+        }
+    }
+
+    /// Runs the callback for one event; answers pings.
+    fn dispatch(&mut self, event: Event) -> Result<(), Panicked> {
+        let shared = &self.ws.shared;
+        match event {
+            Event::Text(text) => {
+                let callback = shared.callbacks.lock().text.clone();
+                callbacks::call(callback, &self.ws, text)
+            }
+            Event::Binary(bytes) => {
+                let callback = shared.callbacks.lock().binary.clone();
+                callbacks::call(callback, &self.ws, bytes)
+            }
+            Event::Ping(payload) => {
+                // Refused only once our close is queued, when no pong may follow it.
+                let _ = shared.outbound.push(shared.encode(OpCode::Pong, &payload), FrameKind::Control);
+                let callback = shared.callbacks.lock().ping.clone();
+                callbacks::call(callback, &self.ws, payload)
+            }
+            Event::Pong(payload) => {
+                let callback = shared.callbacks.lock().pong.clone();
+                callbacks::call(callback, &self.ws, payload)
+            }
+            Event::Close(_) => Ok(()),
+        }
+    }
+
+    /// The peer's close frame: answer it if we had not closed, then end the connection.
+    fn on_peer_close(&mut self, frame: Option<CloseFrame>, ctx: &mut Context<Self>) {
+        let shared = &self.ws.shared;
+        let ours = shared.sent_close.lock().clone();
+        let record = match ours {
+            Some(ours) => ours,
+            None => {
+                // Echo the peer's code (RFC 6455 §5.5.1); an empty close is answered empty.
+                let payload = frame.as_ref().map(|f| CloseFrame::new(f.code, "").to_payload()).unwrap_or_default();
+                let _ = shared.outbound.push(shared.encode(OpCode::Close, &payload), FrameKind::Close);
+                frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, ""))
+            }
+        };
+        log::debug!("session {}: close handshake done ({} {:?})", shared.id, record.code, record.reason);
+        shared.set_closed(record);
+        shared.outbound.finish();
+        ctx.stop();
+    }
+
+    fn protocol_error(&mut self, error: ProtocolError, ctx: &mut Context<Self>) {
+        log::info!("session {}: protocol error: {error}; closing with {}", self.ws.id(), error.close_code());
+        self.fail(CloseFrame::new(error.close_code(), error.to_string()), ctx);
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): our close frame goes out, then the TCP close.
+    fn fail(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
+        self.failed = true;
+        let shared = &self.ws.shared;
+        // When a close was already queued, its code stands.
+        shared.start_close(frame.clone());
+        let record = shared.sent_close.lock().clone().unwrap_or(frame);
+        shared.set_closed(record);
+        shared.outbound.finish();
+        ctx.stop();
+    }
+
+    fn send_keepalive_ping(&mut self, ctx: &mut Context<Self>) {
+        let shared = &self.ws.shared;
+        self.pings += 1;
+        let frame = shared.encode(OpCode::Ping, &self.pings.to_be_bytes());
+        if shared.outbound.push(frame, FrameKind::Control).is_err() {
+            return; // closing: the close handshake has its own timer
+        }
+        let sent_at = Instant::now();
+        ctx.run_later(self.config.pong_timeout, move |act, ctx| {
+            if act.last_inbound < sent_at {
+                act.keepalive_timeout(ctx);
+            }
+        });
+    }
+
+    fn keepalive_timeout(&mut self, ctx: &mut Context<Self>) {
+        let shared = &self.ws.shared;
+        let reason = format!("keepalive timeout: no answer to a ping within {:?}", self.config.pong_timeout);
+        log::warn!("session {}: {reason}; dropping the connection", shared.id);
+        shared.start_close(CloseFrame::new(CloseCode::AWAY, "keepalive timeout"));
+        shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, reason));
+        shared.outbound.finish();
+        ctx.stop();
+    }
+}
+
+/// Drops whatever is still queued after `timeout`: a peer that stopped reading cannot hold a
+/// finished connection open.
+fn abort_after(outbound: Arc<Outbound>, timeout: std::time::Duration) {
+    actix::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        outbound.abort();
+    });
+}

@@ -1,0 +1,80 @@
+//! switchboard: an actor-model WebSocket runtime on actix and actix-web.
+//!
+//! Every connection is an actor that reads the peer's frames and runs the callbacks its route's
+//! handler registered on its [`WebSocket`] handle. A supervisor, reached through a cloneable
+//! [`Hub`], knows every route and session and broadcasts between them.
+//!
+//! # A server
+//!
+//! A WebSocket route is an actix-web service: mount it in any `App`, beside other routes and
+//! under scopes and middleware.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     HttpServer::new(|| {
+//!         App::new().service(switchboard::websocket("/echo", |_req, ws| {
+//!             ws.on_text(|ws, text| {
+//!                 ws.send(text.as_str());
+//!             });
+//!             ws.on_binary(|ws, bytes| {
+//!                 ws.send(bytes);
+//!             });
+//!         }))
+//!     })
+//!     .bind(("127.0.0.1", 9001))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! # Reaching sessions from anywhere
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer};
+//! use switchboard::Hub;
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let hub = Hub::start();
+//!     let ticker = hub.clone();
+//!     tokio::spawn(async move {
+//!         loop {
+//!             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+//!             let _ = ticker.broadcast("/ticks", "tick").await;
+//!         }
+//!     });
+//!     HttpServer::new(move || App::new().service(switchboard::websocket("/ticks", |_, _| {}).hub(&hub)))
+//!         .bind(("127.0.0.1", 9001))?
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! `docs/guide.md` walks through every part: sending, receiving, closing, ping/pong. The
+//! protocol itself lives in [`protocol`], which does no I/O.
+
+mod callbacks;
+mod config;
+mod connection;
+mod error;
+mod handshake;
+mod limits;
+mod outbound;
+pub mod protocol;
+mod route;
+mod socket;
+
+pub use config::Config;
+pub use error::SendError;
+pub use handshake::{accept_key, HandshakeRejection};
+pub use protocol::{CloseCode, CloseFrame};
+pub use route::{websocket, WebSocketRoute};
+pub use socket::{SendFuture, WebSocket};
+pub use switchboard_actors::{Hub, HubError, Message, SessionId, Text, Undelivered};
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide.md")]
+struct GuideDocTests;

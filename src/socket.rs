@@ -1,0 +1,317 @@
+//! [`WebSocket`]: the handle on one connection, the same type on the server and the client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix::Recipient;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use switchboard_actors::{Message, Outgoing, SessionId, SessionSink, Text, Undelivered};
+use tokio::sync::watch;
+
+use crate::callbacks::{Callback, Callbacks};
+use crate::error::SendError;
+use crate::outbound::{FrameKind, Outbound, PushError, Written};
+use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
+
+/// Tells the connection actor what the handle did.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) enum Control {
+    /// A close frame was queued by the handle: start waiting for the peer's answer.
+    CloseSent,
+}
+
+/// One WebSocket connection: send to it, register callbacks on it, close it.
+///
+/// Cheap to clone (an `Arc`), `Send` and `Sync`: keep a clone in any thread or task. See the
+/// [crate docs](crate) and `docs/guide.md` for a tour.
+#[derive(Clone)]
+pub struct WebSocket {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What the handle and the connection actor share.
+pub(crate) struct Shared {
+    pub(crate) id: SessionId,
+    pub(crate) role: Role,
+    pub(crate) protocol: Option<String>,
+    pub(crate) outbound: Arc<Outbound>,
+    pub(crate) callbacks: Mutex<Callbacks>,
+    /// The close frame we sent, if we started the close.
+    pub(crate) sent_close: Mutex<Option<CloseFrame>>,
+    closed: watch::Sender<Option<CloseFrame>>,
+    control: Recipient<Control>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        role: Role,
+        protocol: Option<String>,
+        outbound: Arc<Outbound>,
+        control: Recipient<Control>,
+    ) -> Shared {
+        Shared {
+            id: SessionId::next(),
+            role,
+            protocol,
+            outbound,
+            callbacks: Mutex::new(Callbacks::default()),
+            sent_close: Mutex::new(None),
+            closed: watch::Sender::new(None),
+            control,
+        }
+    }
+
+    /// Encodes one frame the way this side must (masked from a client, RFC 6455 §5.3).
+    pub(crate) fn encode(&self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        let mut buf = bytes::BytesMut::with_capacity(payload.len() + protocol::MAX_HEADER_LEN);
+        let mask = (self.role == Role::Client).then(protocol::random_mask);
+        protocol::encode_frame(&mut buf, opcode, true, payload, mask);
+        buf.freeze()
+    }
+
+    fn encode_message(&self, message: &Message) -> Bytes {
+        match message {
+            Message::Text(text) => self.encode(OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => self.encode(OpCode::Binary, bytes),
+        }
+    }
+
+    /// Queues a data frame; on a full queue, fails the connection with 1008.
+    fn push_data(&self, frame: Bytes) -> Result<u64, PushError> {
+        let result = self.outbound.push(frame, FrameKind::Data);
+        if result == Err(PushError::Full) {
+            log::warn!("session {}: outbound queue over its limit, closing with 1008", self.id);
+            self.outbound.clear();
+            self.start_close(CloseFrame::new(CloseCode::POLICY, "outbound queue full"));
+        }
+        result
+    }
+
+    /// Queues our close frame unless one is already out, and tells the actor to wait for the
+    /// peer's. Answers whether this call sent it.
+    pub(crate) fn start_close(&self, frame: CloseFrame) -> bool {
+        let encoded = self.encode(OpCode::Close, &frame.to_payload());
+        let mut sent = self.sent_close.lock();
+        if self.outbound.push(encoded, FrameKind::Close).is_err() {
+            return false;
+        }
+        *sent = Some(frame);
+        drop(sent);
+        self.control.do_send(Control::CloseSent);
+        true
+    }
+
+    /// Records how the connection ended, wakes every `closed()` future and drops the callbacks
+    /// (they may hold clones of this socket).
+    pub(crate) fn set_closed(&self, frame: CloseFrame) {
+        self.closed.send_if_modified(|state| {
+            if state.is_some() {
+                return false;
+            }
+            *state = Some(frame);
+            true
+        });
+        *self.callbacks.lock() = Callbacks::default();
+    }
+
+    pub(crate) fn close_state(&self) -> Option<CloseFrame> {
+        self.closed.borrow().clone()
+    }
+}
+
+impl SessionSink for Shared {
+    fn deliver(&self, message: &Outgoing) -> Result<(), Undelivered> {
+        let frame = match self.role {
+            // A server's frames are the same bytes for every recipient: encode once, share.
+            Role::Server => message.frame(|m| self.encode_message(m)),
+            Role::Client => self.encode_message(message.message()),
+        };
+        match self.push_data(frame) {
+            Ok(_) => Ok(()),
+            Err(PushError::Closed) => Err(Undelivered::Closed),
+            Err(PushError::Full) => Err(Undelivered::QueueFull),
+        }
+    }
+}
+
+impl WebSocket {
+    /// This connection's id, as the [`Hub`](crate::Hub) knows it.
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.shared.protocol.as_deref()
+    }
+
+    /// Sends a message: `&str` and `String` as text, `&[u8]`, `Vec<u8>` and `Bytes` as binary.
+    ///
+    /// The frame is queued at once, in order with every other send on this socket. The returned
+    /// future resolves when the frame has been handed to the socket; awaiting it is optional.
+    ///
+    /// # Errors
+    ///
+    /// The future fails with a [`SendError`] holding the message when the socket is closed, its
+    /// outbound queue is full, or it ends before the frame is written.
+    pub fn send(&self, message: impl Into<Message>) -> SendFuture {
+        let message = message.into();
+        let frame = self.shared.encode_message(&message);
+        match self.shared.push_data(frame) {
+            Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, message),
+            Err(PushError::Closed) => SendFuture::failed(SendError::Closed(message)),
+            Err(PushError::Full) => SendFuture::failed(SendError::QueueFull(message)),
+        }
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes). The peer answers with a pong, which
+    /// [`on_pong`](Self::on_pong) sees.
+    ///
+    /// # Errors
+    ///
+    /// Like [`send`](Self::send), and [`SendError::PingTooLong`] for a payload over 125 bytes.
+    pub fn send_ping(&self, payload: impl Into<Bytes>) -> SendFuture {
+        let payload = payload.into();
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return SendFuture::failed(SendError::PingTooLong(Message::Binary(payload)));
+        }
+        let frame = self.shared.encode(OpCode::Ping, &payload);
+        match self.shared.outbound.push(frame, FrameKind::Control) {
+            Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, Message::Binary(payload)),
+            Err(_) => SendFuture::failed(SendError::Closed(Message::Binary(payload))),
+        }
+    }
+
+    /// Calls `callback` with every text message, reassembled and UTF-8 checked.
+    ///
+    /// It runs on the connection's actor: keep it short, and spawn a task for slow work. A panic
+    /// in it closes this connection with 1011 and is logged. Registering again replaces it.
+    pub fn on_text(&self, callback: impl Fn(&WebSocket, Text) + Send + Sync + 'static) {
+        self.shared.callbacks.lock().text = Some(Arc::new(callback) as Callback<Text>);
+    }
+
+    /// Calls `callback` with every binary message, reassembled. As [`on_text`](Self::on_text).
+    pub fn on_binary(&self, callback: impl Fn(&WebSocket, Bytes) + Send + Sync + 'static) {
+        self.shared.callbacks.lock().binary = Some(Arc::new(callback) as Callback<Bytes>);
+    }
+
+    /// Calls `callback` with the payload of every ping. The pong answer is sent for you.
+    pub fn on_ping(&self, callback: impl Fn(&WebSocket, Bytes) + Send + Sync + 'static) {
+        self.shared.callbacks.lock().ping = Some(Arc::new(callback) as Callback<Bytes>);
+    }
+
+    /// Calls `callback` with the payload of every pong, keepalive answers included.
+    pub fn on_pong(&self, callback: impl Fn(&WebSocket, Bytes) + Send + Sync + 'static) {
+        self.shared.callbacks.lock().pong = Some(Arc::new(callback) as Callback<Bytes>);
+    }
+
+    /// Closes with 1000 (normal closure). See [`close_with`](Self::close_with).
+    pub fn close(&self) -> impl Future<Output = CloseCode> + Send + 'static {
+        self.close_with(CloseCode::NORMAL, "")
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to 123 bytes), and returns a
+    /// future that completes, with the connection's close code, once the socket is closed.
+    ///
+    /// Messages sent before it are written first; sends after it fail with
+    /// [`SendError::Closed`]. If the socket is already closing, it only waits.
+    pub fn close_with(&self, code: CloseCode, reason: &str) -> impl Future<Output = CloseCode> + Send + 'static {
+        self.shared.start_close(CloseFrame::new(code, reason));
+        self.closed()
+    }
+
+    /// Completes, with the close code, once the connection has closed, whichever side closed it.
+    ///
+    /// The code is the one of the close handshake (the first close frame sent, by either side),
+    /// 1005 when the peer's close frame had none, or 1006 when the connection ended without a
+    /// close handshake (then [`close_reason`](Self::close_reason) says why, e.g. a keepalive
+    /// timeout).
+    pub fn closed(&self) -> impl Future<Output = CloseCode> + Send + 'static {
+        let mut closed = self.shared.closed.subscribe();
+        async move {
+            match closed.wait_for(Option::is_some).await {
+                Ok(state) => state.as_ref().map_or(CloseCode::ABNORMAL, |frame| frame.code),
+                Err(_) => CloseCode::ABNORMAL,
+            }
+        }
+    }
+
+    /// The close code, once closed; `None` while open. See [`closed`](Self::closed).
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.shared.close_state().map(|frame| frame.code)
+    }
+
+    /// The close reason, once closed; `None` while open.
+    pub fn close_reason(&self) -> Option<String> {
+        self.shared.close_state().map(|frame| frame.reason)
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.borrow().is_some()
+    }
+
+    /// Bytes queued for this connection and not yet written to its socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.outbound.queued_bytes()
+    }
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.shared.id)
+            .field("role", &self.shared.role)
+            .field("closed", &self.shared.close_state())
+            .finish()
+    }
+}
+
+/// The future [`WebSocket::send`] returns: resolves once the frame is written, or fails.
+///
+/// Dropping it does not cancel the send.
+#[derive(Debug)]
+pub struct SendFuture {
+    state: Option<SendState>,
+}
+
+#[derive(Debug)]
+enum SendState {
+    Pending { outbound: Arc<Outbound>, seq: u64, message: Message },
+    Failed(SendError),
+}
+
+impl SendFuture {
+    fn pending(outbound: Arc<Outbound>, seq: u64, message: Message) -> SendFuture {
+        SendFuture { state: Some(SendState::Pending { outbound, seq, message }) }
+    }
+
+    fn failed(error: SendError) -> SendFuture {
+        SendFuture { state: Some(SendState::Failed(error)) }
+    }
+}
+
+impl Future for SendFuture {
+    type Output = Result<(), SendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let written = match &self.state {
+            Some(SendState::Pending { outbound, seq, .. }) => match outbound.poll_written(*seq, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(written) => written,
+            },
+            Some(SendState::Failed(_)) => Written::No,
+            None => panic!("SendFuture polled after completion"),
+        };
+        match self.state.take() {
+            Some(SendState::Pending { .. }) if written == Written::Yes => Poll::Ready(Ok(())),
+            Some(SendState::Pending { message, .. }) => Poll::Ready(Err(SendError::NotWritten(message))),
+            Some(SendState::Failed(error)) => Poll::Ready(Err(error)),
+            None => Poll::Pending,
+        }
+    }
+}
