@@ -1,0 +1,134 @@
+//! A switchboard server on 127.0.0.1 (port 0) in its own thread, and client helpers.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use futures_util::{SinkExt, StreamExt};
+use switchboard::Hub;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a test waits for something that should happen at once: a bound against hangs, not a
+/// timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    handle: ServerHandle,
+}
+
+impl TestServer {
+    /// Starts a one-worker server whose app is built by `configure`, given the server's hub.
+    pub fn start<F>(configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
+    {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let hub = Hub::start();
+                let app_hub = hub.clone();
+                let server = HttpServer::new(move || {
+                    let hub = app_hub.clone();
+                    let configure = configure.clone();
+                    App::new().app_data(hub.clone()).configure(move |cfg| configure(cfg, &hub))
+                })
+                .workers(1)
+                .client_disconnect_timeout(Duration::ZERO)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run();
+                tx.send((server.handle(), hub)).expect("test alive");
+                let _ = server.await;
+            });
+        });
+        let (handle, hub) = rx.recv().expect("server started");
+        TestServer { addr, hub, handle }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Connects tokio-tungstenite to `path`.
+    pub async fn connect(&self, path: &str) -> Client {
+        let (client, response) = tokio_tungstenite::connect_async(self.url(path)).await.expect("handshake");
+        assert_eq!(response.status(), 101);
+        client
+    }
+
+    /// Sends raw bytes as an HTTP request and returns the response head.
+    pub async fn raw_request(&self, request: &str) -> String {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        read_head(&mut stream).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A handshake request for `path` with `extra` header lines (each ending in `\r\n`).
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Reads an HTTP response head (up to the blank line).
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut byte)).await.expect("response in time") {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The next data or close message, skipping pings and pongs.
+pub async fn next_message(client: &mut Client) -> WsMessage {
+    loop {
+        let next = tokio::time::timeout(PATIENCE, client.next()).await.expect("a message in time");
+        match next.expect("stream open").expect("no error") {
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            message => return message,
+        }
+    }
+}
+
+pub async fn next_text(client: &mut Client) -> String {
+    match next_message(client).await {
+        WsMessage::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+pub async fn send_text(client: &mut Client, text: &str) {
+    client.send(WsMessage::text(text)).await.expect("send");
+}
+
+/// Waits for a value a server callback reports through a channel.
+pub async fn report<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
+    tokio::time::timeout(PATIENCE, rx.recv()).await.expect("reported in time").expect("reporter alive")
+}
