@@ -55,7 +55,10 @@ async fn main() -> std::io::Result<()> {
     log::info!("echo server on ws://{}/echo", args.addr);
     let mut server = HttpServer::new(move || {
         App::new()
-            .route("/", web::get().to(|| async { "switchboard echo server: connect to /echo\n" }))
+            .route(
+                "/",
+                web::get().to(|| async { "switchboard echo server: connect to /echo\n" }),
+            )
             .service(switchboard::websocket("/echo", echo).config(config.clone()))
     });
     // Close each finished WebSocket's TCP connection at once, rather than after actix-web's

@@ -30,7 +30,13 @@ impl Pending {
         let ctx = Context::new();
         let outbound = Outbound::new(config.max_outbound_queue);
         let shared = Shared::new(role, protocol, outbound, ctx.address().recipient());
-        Pending { ctx, ws: WebSocket { shared: Arc::new(shared) }, config }
+        Pending {
+            ctx,
+            ws: WebSocket {
+                shared: Arc::new(shared),
+            },
+            config,
+        }
     }
 
     /// The socket handle, to give to the handler before [`Pending::run`].
@@ -51,7 +57,11 @@ impl Pending {
         E: Display + 'static,
     {
         self.ctx.add_stream(inbound);
-        let decoder = Decoder::new(self.ws.shared.role, self.config.max_frame_size, self.config.max_message_size);
+        let decoder = Decoder::new(
+            self.ws.shared.role,
+            self.config.max_frame_size,
+            self.config.max_message_size,
+        );
         let actor = Connection {
             ws: self.ws,
             decoder,
@@ -106,7 +116,9 @@ impl<E: Display + 'static> StreamHandler<Result<Bytes, E>> for Connection {
             Ok(bytes) => self.on_bytes(&bytes, ctx),
             Err(error) => {
                 log::debug!("session {}: read error: {error}", self.ws.id());
-                self.ws.shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, format!("read error: {error}")));
+                self.ws
+                    .shared
+                    .set_closed(CloseFrame::new(CloseCode::ABNORMAL, format!("read error: {error}")));
                 self.ws.shared.outbound.abort();
                 ctx.stop();
             }
@@ -128,8 +140,14 @@ impl Handler<Control> for Connection {
             Control::CloseSent => {
                 ctx.run_later(self.config.close_timeout, |act, ctx| {
                     let sent = act.ws.shared.sent_close.lock().clone();
-                    log::debug!("session {}: no close answer in {:?}", act.ws.id(), act.config.close_timeout);
-                    act.ws.shared.set_closed(sent.unwrap_or_else(|| CloseFrame::new(CloseCode::ABNORMAL, "")));
+                    log::debug!(
+                        "session {}: no close answer in {:?}",
+                        act.ws.id(),
+                        act.config.close_timeout
+                    );
+                    act.ws
+                        .shared
+                        .set_closed(sent.unwrap_or_else(|| CloseFrame::new(CloseCode::ABNORMAL, "")));
                     ctx.stop();
                 });
             }
@@ -149,7 +167,10 @@ impl Connection {
                 Ok(Some(Event::Close(frame))) => return self.on_peer_close(frame, ctx),
                 Ok(Some(event)) => {
                     if let Err(Panicked(message)) = self.dispatch(event) {
-                        log::error!("session {}: a callback panicked ({message}); closing with 1011", self.ws.id());
+                        log::error!(
+                            "session {}: a callback panicked ({message}); closing with 1011",
+                            self.ws.id()
+                        );
                         return self.fail(CloseFrame::new(CloseCode::INTERNAL, "internal error"), ctx);
                     }
                 }
@@ -173,7 +194,9 @@ impl Connection {
             }
             Event::Ping(payload) => {
                 // Refused only once our close is queued, when no pong may follow it.
-                let _ = shared.outbound.push(shared.encode(OpCode::Pong, &payload), FrameKind::Control);
+                let _ = shared
+                    .outbound
+                    .push(shared.encode(OpCode::Pong, &payload), FrameKind::Control);
                 let callback = shared.callbacks.lock().ping.clone();
                 callbacks::call(callback, &self.ws, payload)
             }
@@ -193,19 +216,33 @@ impl Connection {
             Some(ours) => ours,
             None => {
                 // Echo the peer's code (RFC 6455 §5.5.1); an empty close is answered empty.
-                let payload = frame.as_ref().map(|f| CloseFrame::new(f.code, "").to_payload()).unwrap_or_default();
-                let _ = shared.outbound.push(shared.encode(OpCode::Close, &payload), FrameKind::Close);
+                let payload = frame
+                    .as_ref()
+                    .map(|f| CloseFrame::new(f.code, "").to_payload())
+                    .unwrap_or_default();
+                let _ = shared
+                    .outbound
+                    .push(shared.encode(OpCode::Close, &payload), FrameKind::Close);
                 frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, ""))
             }
         };
-        log::debug!("session {}: close handshake done ({} {:?})", shared.id, record.code, record.reason);
+        log::debug!(
+            "session {}: close handshake done ({} {:?})",
+            shared.id,
+            record.code,
+            record.reason
+        );
         shared.set_closed(record);
         shared.outbound.finish();
         ctx.stop();
     }
 
     fn protocol_error(&mut self, error: ProtocolError, ctx: &mut Context<Self>) {
-        log::info!("session {}: protocol error: {error}; closing with {}", self.ws.id(), error.close_code());
+        log::info!(
+            "session {}: protocol error: {error}; closing with {}",
+            self.ws.id(),
+            error.close_code()
+        );
         self.fail(CloseFrame::new(error.close_code(), error.to_string()), ctx);
     }
 
@@ -238,7 +275,10 @@ impl Connection {
 
     fn keepalive_timeout(&mut self, ctx: &mut Context<Self>) {
         let shared = &self.ws.shared;
-        let reason = format!("keepalive timeout: no answer to a ping within {:?}", self.config.pong_timeout);
+        let reason = format!(
+            "keepalive timeout: no answer to a ping within {:?}",
+            self.config.pong_timeout
+        );
         log::warn!("session {}: {reason}; dropping the connection", shared.id);
         shared.start_close(CloseFrame::new(CloseCode::AWAY, "keepalive timeout"));
         shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, reason));

@@ -48,7 +48,10 @@ pub enum HandshakeRejection {
 impl HandshakeRejection {
     /// A refusal from a handshake hook, answered with `status` (use a 4xx or 5xx).
     pub fn refused(status: StatusCode, reason: impl Into<String>) -> HandshakeRejection {
-        HandshakeRejection::Refused { status, reason: reason.into() }
+        HandshakeRejection::Refused {
+            status,
+            reason: reason.into(),
+        }
     }
 
     /// The HTTP status this rejection is answered with.
@@ -75,7 +78,9 @@ impl ResponseError for HandshakeRejection {
             response.insert_header((header::UPGRADE, "websocket"));
             response.insert_header((header::SEC_WEBSOCKET_VERSION, "13"));
         }
-        response.content_type("text/plain; charset=utf-8").body(format!("{self}\n"))
+        response
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{self}\n"))
     }
 }
 
@@ -118,7 +123,9 @@ pub(crate) fn check_headers(
     if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
         return Err(HandshakeRejection::UnsupportedVersion);
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeRejection::BadKey)?;
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(HandshakeRejection::BadKey)?;
     if !is_valid_key(key.as_bytes()) {
         return Err(HandshakeRejection::BadKey);
     }
@@ -128,7 +135,10 @@ pub(crate) fn check_headers(
             return Err(HandshakeRejection::OriginNotAllowed);
         }
     }
-    Ok(Accepted { accept: accept_key(key.as_bytes()), protocol: select_protocol(headers, &policy.protocols) })
+    Ok(Accepted {
+        accept: accept_key(key.as_bytes()),
+        protocol: select_protocol(headers, &policy.protocols),
+    })
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key`.
@@ -142,7 +152,9 @@ pub fn accept_key(key: &[u8]) -> String {
 /// A key is the base64 encoding of 16 bytes (RFC 6455 §4.1).
 fn is_valid_key(key: &[u8]) -> bool {
     key.len() == 24
-        && base64::engine::general_purpose::STANDARD.decode(key).is_ok_and(|decoded| decoded.len() == 16)
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|decoded| decoded.len() == 16)
 }
 
 /// Whether any comma-separated element of any `name` header equals `token`, ignoring case.
@@ -198,10 +210,22 @@ mod tests {
     fn each_missing_piece_has_its_own_rejection() {
         let without = |name: &str| GOOD.iter().copied().filter(|(n, _)| *n != name).collect::<Vec<_>>();
         let policy = Policy::default();
-        assert_eq!(check(&without("upgrade"), &policy).unwrap_err(), HandshakeRejection::NotUpgrade);
-        assert_eq!(check(&without("connection"), &policy).unwrap_err(), HandshakeRejection::NoConnectionUpgrade);
-        assert_eq!(check(&without("sec-websocket-version"), &policy).unwrap_err(), HandshakeRejection::UnsupportedVersion);
-        assert_eq!(check(&without("sec-websocket-key"), &policy).unwrap_err(), HandshakeRejection::BadKey);
+        assert_eq!(
+            check(&without("upgrade"), &policy).unwrap_err(),
+            HandshakeRejection::NotUpgrade
+        );
+        assert_eq!(
+            check(&without("connection"), &policy).unwrap_err(),
+            HandshakeRejection::NoConnectionUpgrade
+        );
+        assert_eq!(
+            check(&without("sec-websocket-version"), &policy).unwrap_err(),
+            HandshakeRejection::UnsupportedVersion
+        );
+        assert_eq!(
+            check(&without("sec-websocket-key"), &policy).unwrap_err(),
+            HandshakeRejection::BadKey
+        );
         let post = check_headers(&Method::POST, Version::HTTP_11, &headers(GOOD), &policy);
         assert_eq!(post.unwrap_err(), HandshakeRejection::NotGet);
     }
@@ -210,19 +234,35 @@ mod tests {
     fn malformed_keys_and_versions_are_refused() {
         let mut bad_key = without_key();
         bad_key.push(("sec-websocket-key", "c2hvcnQ="));
-        assert_eq!(check(&bad_key, &Policy::default()).unwrap_err(), HandshakeRejection::BadKey);
-        let mut v8: Vec<_> = GOOD.iter().copied().filter(|(n, _)| *n != "sec-websocket-version").collect();
+        assert_eq!(
+            check(&bad_key, &Policy::default()).unwrap_err(),
+            HandshakeRejection::BadKey
+        );
+        let mut v8: Vec<_> = GOOD
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != "sec-websocket-version")
+            .collect();
         v8.push(("sec-websocket-version", "8"));
-        assert_eq!(check(&v8, &Policy::default()).unwrap_err(), HandshakeRejection::UnsupportedVersion);
+        assert_eq!(
+            check(&v8, &Policy::default()).unwrap_err(),
+            HandshakeRejection::UnsupportedVersion
+        );
     }
 
     fn without_key() -> Vec<(&'static str, &'static str)> {
-        GOOD.iter().copied().filter(|(n, _)| *n != "sec-websocket-key").collect()
+        GOOD.iter()
+            .copied()
+            .filter(|(n, _)| *n != "sec-websocket-key")
+            .collect()
     }
 
     #[test]
     fn origins_are_checked_against_the_allow_list() {
-        let policy = Policy { origins: Some(vec!["https://good.example".into()]), protocols: vec![] };
+        let policy = Policy {
+            origins: Some(vec!["https://good.example".into()]),
+            protocols: vec![],
+        };
         assert_eq!(check(GOOD, &policy).unwrap_err(), HandshakeRejection::OriginNotAllowed);
         let mut evil = GOOD.to_vec();
         evil.push(("origin", "https://evil.example"));
@@ -234,7 +274,10 @@ mod tests {
 
     #[test]
     fn the_first_of_our_protocols_the_client_offers_is_chosen() {
-        let policy = Policy { origins: None, protocols: vec!["v2".into(), "v1".into()] };
+        let policy = Policy {
+            origins: None,
+            protocols: vec!["v2".into(), "v1".into()],
+        };
         let mut offer = GOOD.to_vec();
         offer.push(("sec-websocket-protocol", "v1, v2"));
         assert_eq!(check(&offer, &policy).unwrap().protocol.as_deref(), Some("v2"));
@@ -246,7 +289,10 @@ mod tests {
         assert_eq!(HandshakeRejection::NotUpgrade.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(HandshakeRejection::BadKey.status(), StatusCode::BAD_REQUEST);
         assert_eq!(HandshakeRejection::OriginNotAllowed.status(), StatusCode::FORBIDDEN);
-        assert_eq!(HandshakeRejection::TooManyConnections.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            HandshakeRejection::TooManyConnections.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         let response = HandshakeRejection::UnsupportedVersion.error_response();
         assert_eq!(response.headers().get(header::SEC_WEBSOCKET_VERSION).unwrap(), "13");
     }

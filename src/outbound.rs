@@ -72,7 +72,12 @@ struct State {
 impl Outbound {
     /// An empty queue that holds at most `limit` bytes (frames pushed with `force` excepted).
     pub(crate) fn new(limit: usize) -> Arc<Outbound> {
-        Arc::new(Outbound { state: Mutex::new(State { limit, ..State::default() }) })
+        Arc::new(Outbound {
+            state: Mutex::new(State {
+                limit,
+                ..State::default()
+            }),
+        })
     }
 
     /// Queues `frame` and answers its sequence number.
@@ -127,7 +132,10 @@ impl Outbound {
             state.queued_bytes = 0;
             (state.reader.take(), std::mem::take(&mut state.waiters))
         };
-        reader.into_iter().chain(waiters.into_iter().map(|(_, w)| w)).for_each(Waker::wake);
+        reader
+            .into_iter()
+            .chain(waiters.into_iter().map(|(_, w)| w))
+            .for_each(Waker::wake);
     }
 
     /// Drops every queued frame but keeps the queue open (for a close frame to follow).
@@ -178,7 +186,11 @@ impl Outbound {
         state.queued_bytes -= frame.len();
         state.written += 1;
         let written = state.written;
-        let woken = if state.waiters.is_empty() { Vec::new() } else { state.take_waiters_upto(written) };
+        let woken = if state.waiters.is_empty() {
+            Vec::new()
+        } else {
+            state.take_waiters_upto(written)
+        };
         drop(state);
         woken.into_iter().for_each(Waker::wake);
         Poll::Ready(Some(frame))
@@ -233,7 +245,9 @@ mod tests {
     fn next(stream: &mut OutboundStream) -> Poll<Option<Bytes>> {
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
-        Pin::new(stream).poll_next(&mut cx).map(|f| f.map(|r| r.unwrap_or_default()))
+        Pin::new(stream)
+            .poll_next(&mut cx)
+            .map(|f| f.map(|r| r.unwrap_or_default()))
     }
 
     fn written(queue: &Outbound, seq: u64) -> Poll<Written> {
@@ -261,7 +275,10 @@ mod tests {
     fn the_byte_limit_refuses_but_forced_frames_pass() {
         let queue = Outbound::new(4);
         queue.push(Bytes::from_static(b"abc"), FrameKind::Data).unwrap();
-        assert_eq!(queue.push(Bytes::from_static(b"de"), FrameKind::Data), Err(PushError::Full));
+        assert_eq!(
+            queue.push(Bytes::from_static(b"de"), FrameKind::Data),
+            Err(PushError::Full)
+        );
         assert!(queue.push(Bytes::from_static(b"pong"), FrameKind::Control).is_ok());
         assert_eq!(queue.queued_bytes(), 7);
     }
@@ -273,8 +290,14 @@ mod tests {
         queue.push(Bytes::from_static(b"x"), FrameKind::Data).unwrap();
         queue.push(Bytes::from_static(b"close"), FrameKind::Close).unwrap();
         assert!(queue.is_closing());
-        assert_eq!(queue.push(Bytes::from_static(b"y"), FrameKind::Data), Err(PushError::Closed));
-        assert_eq!(queue.push(Bytes::from_static(b"p"), FrameKind::Control), Err(PushError::Closed));
+        assert_eq!(
+            queue.push(Bytes::from_static(b"y"), FrameKind::Data),
+            Err(PushError::Closed)
+        );
+        assert_eq!(
+            queue.push(Bytes::from_static(b"p"), FrameKind::Control),
+            Err(PushError::Closed)
+        );
         queue.finish();
         assert!(matches!(next(&mut stream), Poll::Ready(Some(_))));
         assert!(matches!(next(&mut stream), Poll::Ready(Some(_))));

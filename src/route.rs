@@ -187,7 +187,9 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     let slot = state.slots.acquire().inspect_err(|e| log_rejection(req, e))?;
 
     let mut response = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
-    response.upgrade("websocket").insert_header((header::SEC_WEBSOCKET_ACCEPT, accepted.accept));
+    response
+        .upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accepted.accept));
     if let Some(protocol) = accepted.protocol.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
         response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol));
     }
@@ -208,7 +210,10 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     if catch_unwind(AssertUnwindSafe(|| (state.handler)(req, ws.clone()))).is_err() {
         log::error!("the handler of route {} panicked; answering 500", state.name);
         hub.disconnect(ws.id());
-        return Err(HandshakeRejection::refused(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        return Err(HandshakeRejection::refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        ));
     }
     let outbound = pending.outbound();
     log::debug!("session {} upgraded on {} ({})", ws.id(), state.name, req.path());
@@ -218,5 +223,9 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
 
 fn log_rejection(req: &HttpRequest, rejection: &HandshakeRejection) {
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    log::info!("handshake from {peer} to {} refused ({}): {rejection}", req.path(), rejection.status());
+    log::info!(
+        "handshake from {peer} to {} refused ({}): {rejection}",
+        req.path(),
+        rejection.status()
+    );
 }

@@ -281,17 +281,25 @@ pub struct SendFuture {
 
 #[derive(Debug)]
 enum SendState {
-    Pending { outbound: Arc<Outbound>, seq: u64, message: Message },
+    Pending {
+        outbound: Arc<Outbound>,
+        seq: u64,
+        message: Message,
+    },
     Failed(SendError),
 }
 
 impl SendFuture {
     fn pending(outbound: Arc<Outbound>, seq: u64, message: Message) -> SendFuture {
-        SendFuture { state: Some(SendState::Pending { outbound, seq, message }) }
+        SendFuture {
+            state: Some(SendState::Pending { outbound, seq, message }),
+        }
     }
 
     fn failed(error: SendError) -> SendFuture {
-        SendFuture { state: Some(SendState::Failed(error)) }
+        SendFuture {
+            state: Some(SendState::Failed(error)),
+        }
     }
 }
 

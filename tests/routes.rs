@@ -51,8 +51,13 @@ async fn middleware_rejection_answers_401_and_does_not_upgrade() {
     let server = TestServer::start(app);
     let refused = server.raw_request(&upgrade_request("/admin/feed", "")).await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
-    assert!(!refused.to_ascii_lowercase().contains("sec-websocket-accept"), "{refused}");
-    let accepted = server.raw_request(&upgrade_request("/admin/feed", "X-Token: secret\r\n")).await;
+    assert!(
+        !refused.to_ascii_lowercase().contains("sec-websocket-accept"),
+        "{refused}"
+    );
+    let accepted = server
+        .raw_request(&upgrade_request("/admin/feed", "X-Token: secret\r\n"))
+        .await;
     assert!(accepted.starts_with("HTTP/1.1 101"), "{accepted}");
     assert!(accepted.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{accepted}");
 }
@@ -71,20 +76,33 @@ async fn handshake_policy_selects_protocols_checks_origins_and_runs_the_hook() {
                     return Err(HandshakeRejection::refused(StatusCode::FORBIDDEN, "banned"));
                 }
                 let mut headers = HeaderMap::new();
-                headers.insert(HeaderName::from_static("x-served-by"), HeaderValue::from_static("switchboard"));
+                headers.insert(
+                    HeaderName::from_static("x-served-by"),
+                    HeaderValue::from_static("switchboard"),
+                );
                 Ok(headers)
             }),
         );
     });
     let good = "Origin: https://app.example\r\nSec-WebSocket-Protocol: chat.v1, chat.v2\r\n";
-    let response = server.raw_request(&upgrade_request("/policy", good)).await.to_ascii_lowercase();
+    let response = server
+        .raw_request(&upgrade_request("/policy", good))
+        .await
+        .to_ascii_lowercase();
     assert!(response.starts_with("http/1.1 101"), "{response}");
     assert!(response.contains("sec-websocket-protocol: chat.v2"), "{response}");
     assert!(response.contains("x-served-by: switchboard"), "{response}");
 
-    let evil = server.raw_request(&upgrade_request("/policy", "Origin: https://evil.example\r\n")).await;
+    let evil = server
+        .raw_request(&upgrade_request("/policy", "Origin: https://evil.example\r\n"))
+        .await;
     assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
-    let banned = server.raw_request(&upgrade_request("/policy", "Origin: https://app.example\r\nX-Banned: 1\r\n")).await;
+    let banned = server
+        .raw_request(&upgrade_request(
+            "/policy",
+            "Origin: https://app.example\r\nX-Banned: 1\r\n",
+        ))
+        .await;
     assert!(banned.starts_with("HTTP/1.1 403"), "{banned}");
 }
 
@@ -103,7 +121,10 @@ async fn a_route_broadcast_reaches_every_session_of_that_route_and_no_other() {
     assert_eq!(server.hub.broadcast("/b", "to b").await, Ok(1));
     // b's first message is its own route's: the broadcast to /a never reached it.
     assert_eq!(next_text(&mut b).await, "to b");
-    assert_eq!(server.hub.routes().await.unwrap(), vec!["/a".to_string(), "/b".to_string()]);
+    assert_eq!(
+        server.hub.routes().await.unwrap(),
+        vec!["/a".to_string(), "/b".to_string()]
+    );
 }
 
 #[tokio::test]

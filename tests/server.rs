@@ -38,7 +38,11 @@ async fn text_and_binary_messages_are_echoed() {
         send_text(&mut client, text).await;
         assert_eq!(next_text(&mut client).await, text);
     }
-    for bytes in [vec![], vec![0u8, 1, 2, 255], (0..1 << 20).map(|i| (i % 251) as u8).collect()] {
+    for bytes in [
+        vec![],
+        vec![0u8, 1, 2, 255],
+        (0..1 << 20).map(|i| (i % 251) as u8).collect(),
+    ] {
         client.send(WsMessage::binary(bytes.clone())).await.unwrap();
         assert_eq!(next_message(&mut client).await, WsMessage::binary(bytes));
     }
@@ -67,10 +71,15 @@ async fn send_futures_resolve_once_written_and_fail_with_the_message_after_close
     assert_eq!(next_text(&mut client).await, "welcome");
     // tungstenite answers the server's close when it reads it.
     assert!(matches!(next_message(&mut client).await, WsMessage::Close(Some(frame)) if frame.reason == "done"));
+    // Reading on lets tungstenite flush its answer to the close.
+    assert!(futures_util::StreamExt::next(&mut client).await.is_none());
     let (first, closed_code, after) = report(&mut rx).await;
     assert_eq!(first, Ok(()));
     assert_eq!(closed_code, CloseCode::NORMAL);
-    assert_eq!(after, Err(SendError::Closed(switchboard::Message::from(vec![1u8, 2, 3]))));
+    assert_eq!(
+        after,
+        Err(SendError::Closed(switchboard::Message::from(vec![1u8, 2, 3])))
+    );
 }
 
 #[tokio::test]
@@ -92,11 +101,17 @@ async fn pings_and_pongs_reach_their_callbacks() {
         }));
     });
     let mut client = server.connect("/ping").await;
-    client.send(WsMessage::Ping(Bytes::from_static(b"from-client"))).await.unwrap();
+    client
+        .send(WsMessage::Ping(Bytes::from_static(b"from-client")))
+        .await
+        .unwrap();
     assert_eq!(report(&mut rx).await, ("ping", Bytes::from_static(b"from-client")));
     // The automatic pong comes back to the client.
     let pong = tokio::time::timeout(common::PATIENCE, futures_util::StreamExt::next(&mut client)).await;
-    assert_eq!(pong.unwrap().unwrap().unwrap(), WsMessage::Pong(Bytes::from_static(b"from-client")));
+    assert_eq!(
+        pong.unwrap().unwrap().unwrap(),
+        WsMessage::Pong(Bytes::from_static(b"from-client"))
+    );
     // The server pings; tungstenite answers while we read, and on_pong sees it.
     send_text(&mut client, "ping me").await;
     let reader = tokio::spawn(async move { while futures_util::StreamExt::next(&mut client).await.is_some() {} });
@@ -118,7 +133,10 @@ async fn a_close_from_the_client_resolves_closed_with_its_code_and_reason() {
         }));
     });
     let mut client = server.connect("/close").await;
-    let frame = WsCloseFrame { code: WsCloseCode::from(4001), reason: "leaving".into() };
+    let frame = WsCloseFrame {
+        code: WsCloseCode::from(4001),
+        reason: "leaving".into(),
+    };
     client.close(Some(frame)).await.unwrap();
     // The server echoes the code.
     match next_message(&mut client).await {
@@ -173,7 +191,10 @@ async fn keepalive_drops_a_peer_that_never_answers() {
     });
     // A raw TCP peer: it completes the handshake and then reads and answers nothing.
     let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    silent.write_all(common::upgrade_request("/alive", "").as_bytes()).await.unwrap();
+    silent
+        .write_all(common::upgrade_request("/alive", "").as_bytes())
+        .await
+        .unwrap();
     let (code, reason) = report(&mut rx).await;
     assert_eq!(code, CloseCode::ABNORMAL);
     assert!(reason.contains("keepalive timeout"), "{reason}");

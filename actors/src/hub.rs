@@ -39,7 +39,9 @@ impl Hub {
     ///
     /// Outside a running actix system (call it inside `#[actix_web::main]` or `actix_rt::System`).
     pub fn start() -> Hub {
-        Hub { addr: Supervisor::default().start() }
+        Hub {
+            addr: Supervisor::default().start(),
+        }
     }
 
     /// The process-wide hub, started on first use on a thread of its own.
@@ -93,7 +95,8 @@ impl Hub {
         message: impl Into<Message>,
         except: SessionId,
     ) -> Result<usize, HubError> {
-        self.broadcast_outgoing(route, Outgoing::new(message), Some(except)).await
+        self.broadcast_outgoing(route, Outgoing::new(message), Some(except))
+            .await
     }
 
     async fn broadcast_outgoing(
@@ -102,7 +105,11 @@ impl Hub {
         message: Outgoing,
         except: Option<SessionId>,
     ) -> Result<usize, HubError> {
-        let request = self.addr.send(Broadcast { route: route.to_owned(), message, except });
+        let request = self.addr.send(Broadcast {
+            route: route.to_owned(),
+            message,
+            except,
+        });
         request.await.map_err(|_| HubError::SupervisorGone)
     }
 
@@ -113,7 +120,10 @@ impl Hub {
     /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::Undelivered`] when it is
     /// closing or its queue is full, [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn send_to(&self, id: SessionId, message: impl Into<Message>) -> Result<(), HubError> {
-        let request = self.addr.send(SendTo { id, message: Outgoing::new(message) });
+        let request = self.addr.send(SendTo {
+            id,
+            message: Outgoing::new(message),
+        });
         request.await.map_err(|_| HubError::SupervisorGone)?
     }
 
@@ -123,7 +133,10 @@ impl Hub {
     ///
     /// [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn sessions(&self, route: &str) -> Result<Vec<SessionId>, HubError> {
-        self.addr.send(Sessions(route.to_owned())).await.map_err(|_| HubError::SupervisorGone)
+        self.addr
+            .send(Sessions(route.to_owned()))
+            .await
+            .map_err(|_| HubError::SupervisorGone)
     }
 
     /// The routes the supervisor knows, sorted.
@@ -141,7 +154,10 @@ impl Hub {
     ///
     /// [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn undelivered(&self) -> Result<u64, HubError> {
-        self.addr.send(UndeliveredCount).await.map_err(|_| HubError::SupervisorGone)
+        self.addr
+            .send(UndeliveredCount)
+            .await
+            .map_err(|_| HubError::SupervisorGone)
     }
 
     /// Makes a route known before any session connects. Used by the server when it mounts a route.
@@ -151,7 +167,11 @@ impl Hub {
 
     /// Registers a session. Used by the connection layer when a connection starts.
     pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) {
-        self.addr.do_send(Connect { id, route: route.into(), sink });
+        self.addr.do_send(Connect {
+            id,
+            route: route.into(),
+            sink,
+        });
     }
 
     /// Removes a session. Used by the connection layer when a connection stops, for any reason.

@@ -171,7 +171,10 @@ struct OutgoingInner {
 impl Outgoing {
     /// Wraps a message for delivery.
     pub fn new(message: impl Into<Message>) -> Self {
-        Outgoing(Arc::new(OutgoingInner { message: message.into(), frame: OnceLock::new() }))
+        Outgoing(Arc::new(OutgoingInner {
+            message: message.into(),
+            frame: OnceLock::new(),
+        }))
     }
 
     /// The message.
@@ -189,7 +192,9 @@ impl Outgoing {
 
 impl fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outgoing").field("message", &self.0.message).finish_non_exhaustive()
+        f.debug_struct("Outgoing")
+            .field("message", &self.0.message)
+            .finish_non_exhaustive()
     }
 }
 

@@ -78,7 +78,10 @@ pub struct Connect {
 
 impl std::fmt::Debug for Connect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connect").field("id", &self.id).field("route", &self.route).finish_non_exhaustive()
+        f.debug_struct("Connect")
+            .field("id", &self.id)
+            .field("route", &self.route)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +90,13 @@ impl Handler<Connect> for Supervisor {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         log::debug!("session {} joined {}", msg.id, msg.route);
         self.routes.entry(msg.route.clone()).or_default().insert(msg.id);
-        self.sessions.insert(msg.id, Session { route: msg.route, sink: msg.sink });
+        self.sessions.insert(
+            msg.id,
+            Session {
+                route: msg.route,
+                sink: msg.sink,
+            },
+        );
     }
 }
 
@@ -124,9 +133,14 @@ pub struct Broadcast {
 impl Handler<Broadcast> for Supervisor {
     type Result = usize;
     fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
-        let Some(members) = self.routes.get(&msg.route) else { return 0 };
+        let Some(members) = self.routes.get(&msg.route) else {
+            return 0;
+        };
         let targets: Vec<SessionId> = members.iter().copied().filter(|id| Some(*id) != msg.except).collect();
-        targets.into_iter().filter(|id| self.deliver(*id, &msg.message).is_ok()).count()
+        targets
+            .into_iter()
+            .filter(|id| self.deliver(*id, &msg.message).is_ok())
+            .count()
     }
 }
 
@@ -155,7 +169,12 @@ pub struct Sessions(pub String);
 impl Handler<Sessions> for Supervisor {
     type Result = MessageResult<Sessions>;
     fn handle(&mut self, msg: Sessions, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.routes.get(&msg.0).map(|m| m.iter().copied().collect()).unwrap_or_default())
+        MessageResult(
+            self.routes
+                .get(&msg.0)
+                .map(|m| m.iter().copied().collect())
+                .unwrap_or_default(),
+        )
     }
 }
 

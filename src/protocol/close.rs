@@ -126,7 +126,10 @@ impl CloseFrame {
                     return Err(ProtocolError::InvalidCloseCode(Some(code.0)));
                 }
                 let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
-                Ok(Some(CloseFrame { code, reason: reason.to_owned() }))
+                Ok(Some(CloseFrame {
+                    code,
+                    reason: reason.to_owned(),
+                }))
             }
         }
     }
@@ -163,7 +166,9 @@ mod tests {
             let err = CloseFrame::parse(&code.to_be_bytes()).unwrap_err();
             assert_eq!(err, ProtocolError::InvalidCloseCode(Some(code)), "code {code}");
         }
-        for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
             assert!(CloseFrame::parse(&code.to_be_bytes()).is_ok(), "code {code}");
         }
     }

@@ -106,7 +106,9 @@ impl Decoder {
             if self.frame.is_none() && !self.start_frame()? {
                 return Ok(None);
             }
-            let Some(frame) = self.frame.as_mut() else { return Ok(None) };
+            let Some(frame) = self.frame.as_mut() else {
+                return Ok(None);
+            };
             let (header, len, done) = (frame.header, frame.len, frame.done);
             let available = len.min(self.buf.len());
             if available > done {
@@ -126,7 +128,9 @@ impl Decoder {
 
     /// Parses and checks the next header; `false` when it has not fully arrived.
     fn start_frame(&mut self) -> Result<bool, ProtocolError> {
-        let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else { return Ok(false) };
+        let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else {
+            return Ok(false);
+        };
         self.check_header(&header)?;
         self.buf.advance(header_len);
         // check_header bounded the length by max_frame, a usize.
@@ -145,7 +149,10 @@ impl Decoder {
             _ => {}
         }
         if header.payload_len > self.max_frame as u64 {
-            return Err(ProtocolError::FrameTooBig { size: header.payload_len, max: self.max_frame });
+            return Err(ProtocolError::FrameTooBig {
+                size: header.payload_len,
+                max: self.max_frame,
+            });
         }
         let so_far = match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
@@ -155,7 +162,10 @@ impl Decoder {
         };
         let size = so_far + header.payload_len;
         if !header.opcode.is_control() && size > self.max_message as u64 {
-            return Err(ProtocolError::MessageTooBig { size, max: self.max_message });
+            return Err(ProtocolError::MessageTooBig {
+                size,
+                max: self.max_message,
+            });
         }
         Ok(())
     }
@@ -164,7 +174,13 @@ impl Decoder {
     ///
     /// A single-frame text message that arrived whole is left to [`Text::try_from`], so the
     /// common case validates once.
-    fn unmask_and_check(&mut self, header: FrameHeader, start: usize, end: usize, whole: bool) -> Result<(), ProtocolError> {
+    fn unmask_and_check(
+        &mut self,
+        header: FrameHeader,
+        start: usize,
+        end: usize,
+        whole: bool,
+    ) -> Result<(), ProtocolError> {
         let piece = &mut self.buf[start..end];
         if let Some(key) = header.mask {
             apply_mask(piece, key, start);
@@ -191,7 +207,10 @@ impl Decoder {
             }
             OpCode::Text | OpCode::Binary => {
                 let data = BytesMut::from(&payload[..]);
-                self.message = Some(Reassembly { text: header.opcode == OpCode::Text, data });
+                self.message = Some(Reassembly {
+                    text: header.opcode == OpCode::Text,
+                    data,
+                });
                 return Ok(None);
             }
             OpCode::Continuation => {
@@ -216,7 +235,9 @@ impl Decoder {
             return Ok(Event::Binary(data));
         }
         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-        Text::try_from(data).map(Event::Text).map_err(|_| ProtocolError::InvalidUtf8)
+        Text::try_from(data)
+            .map(Event::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8)
     }
 }
 
@@ -271,7 +292,11 @@ mod tests {
         let events = decode_all(&mut server(), &bytes).unwrap();
         assert_eq!(
             events,
-            vec![Event::Ping(Bytes::from_static(b"p")), text("fragmented €"), Event::Binary(Bytes::from_static(&[1, 2, 3]))]
+            vec![
+                Event::Ping(Bytes::from_static(b"p")),
+                text("fragmented €"),
+                Event::Binary(Bytes::from_static(&[1, 2, 3]))
+            ]
         );
     }
 
@@ -306,12 +331,36 @@ mod tests {
     fn protocol_violations_have_their_close_codes() {
         let cases: Vec<(Vec<u8>, ProtocolError, u16)> = vec![
             (vec![0x81, 0x00], ProtocolError::UnmaskedFrame, 1002),
-            (client_frame(OpCode::Continuation, true, b"x"), ProtocolError::UnexpectedContinuation, 1002),
-            ([client_frame(OpCode::Text, false, b"a"), client_frame(OpCode::Text, true, b"b")].concat(), ProtocolError::ExpectedContinuation, 1002),
+            (
+                client_frame(OpCode::Continuation, true, b"x"),
+                ProtocolError::UnexpectedContinuation,
+                1002,
+            ),
+            (
+                [
+                    client_frame(OpCode::Text, false, b"a"),
+                    client_frame(OpCode::Text, true, b"b"),
+                ]
+                .concat(),
+                ProtocolError::ExpectedContinuation,
+                1002,
+            ),
             (vec![0xC1, 0x80, 0, 0, 0, 0], ProtocolError::ReservedBits(4), 1002),
-            (client_frame(OpCode::Close, true, &[3]), ProtocolError::InvalidCloseCode(None), 1002),
-            (client_frame(OpCode::Close, true, &[3, 0xE8, 0xFF]), ProtocolError::InvalidUtf8, 1007),
-            (client_frame(OpCode::Binary, true, &[0; 1025]), ProtocolError::FrameTooBig { size: 1025, max: 1024 }, 1009),
+            (
+                client_frame(OpCode::Close, true, &[3]),
+                ProtocolError::InvalidCloseCode(None),
+                1002,
+            ),
+            (
+                client_frame(OpCode::Close, true, &[3, 0xE8, 0xFF]),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
+            (
+                client_frame(OpCode::Binary, true, &[0; 1025]),
+                ProtocolError::FrameTooBig { size: 1025, max: 1024 },
+                1009,
+            ),
         ];
         for (bytes, expected, code) in cases {
             let err = decode_all(&mut server(), &bytes).unwrap_err();
@@ -329,7 +378,10 @@ mod tests {
         }
         assert_eq!(decode_all(&mut d, &bytes).unwrap(), vec![]);
         let crossing = client_frame(OpCode::Continuation, true, &[0; 97]);
-        assert_eq!(decode_all(&mut d, &crossing), Err(ProtocolError::MessageTooBig { size: 4097, max: 4096 }));
+        assert_eq!(
+            decode_all(&mut d, &crossing),
+            Err(ProtocolError::MessageTooBig { size: 4097, max: 4096 })
+        );
     }
 
     #[test]
@@ -344,6 +396,12 @@ mod tests {
         let mut bytes = client_frame(OpCode::Close, true, &[0x03, 0xE8, b'o', b'k']);
         bytes.extend(client_frame(OpCode::Close, true, b""));
         let events = decode_all(&mut server(), &bytes).unwrap();
-        assert_eq!(events, vec![Event::Close(Some(CloseFrame::new(1000.into(), "ok"))), Event::Close(None)]);
+        assert_eq!(
+            events,
+            vec![
+                Event::Close(Some(CloseFrame::new(1000.into(), "ok"))),
+                Event::Close(None)
+            ]
+        );
     }
 }

@@ -117,13 +117,21 @@ impl FrameHeader {
         }
         let mut header_len = 2 + len_bytes;
         let mask = if masked {
-            let Some(key) = rest.get(len_bytes..len_bytes + 4) else { return Ok(None) };
+            let Some(key) = rest.get(len_bytes..len_bytes + 4) else {
+                return Ok(None);
+            };
             header_len += 4;
             Some([key[0], key[1], key[2], key[3]])
         } else {
             None
         };
-        let header = FrameHeader { fin, rsv, opcode, mask, payload_len };
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            payload_len,
+        };
         Ok(Some((header, header_len)))
     }
 }
@@ -163,7 +171,10 @@ mod tests {
     fn parses_the_rfc_examples() {
         // RFC 6455 §5.7: a single-frame unmasked text message "Hello".
         let (h, len) = FrameHeader::parse(&[0x81, 0x05, b'H']).unwrap().unwrap();
-        assert_eq!((h.fin, h.opcode, h.mask, h.payload_len, len), (true, OpCode::Text, None, 5, 2));
+        assert_eq!(
+            (h.fin, h.opcode, h.mask, h.payload_len, len),
+            (true, OpCode::Text, None, 5, 2)
+        );
         // A masked "Hello".
         let masked = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let (h, len) = FrameHeader::parse(&masked).unwrap().unwrap();
@@ -192,7 +203,10 @@ mod tests {
         assert_eq!(FrameHeader::parse(&[0x83, 0]), Err(ProtocolError::ReservedOpCode(3)));
         assert_eq!(FrameHeader::parse(&[0x8B, 0]), Err(ProtocolError::ReservedOpCode(0xB)));
         assert_eq!(FrameHeader::parse(&[0x09, 0]), Err(ProtocolError::FragmentedControl));
-        assert_eq!(FrameHeader::parse(&[0x89, 126, 0, 126]), Err(ProtocolError::ControlTooLong));
+        assert_eq!(
+            FrameHeader::parse(&[0x89, 126, 0, 126]),
+            Err(ProtocolError::ControlTooLong)
+        );
         let huge = [0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(FrameHeader::parse(&huge), Err(ProtocolError::InvalidLength));
     }

@@ -6,7 +6,12 @@
 /// per step, which the compiler turns into wide XORs.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let shift = offset % 4;
-    let key = [key[shift], key[(shift + 1) % 4], key[(shift + 2) % 4], key[(shift + 3) % 4]];
+    let key = [
+        key[shift],
+        key[(shift + 1) % 4],
+        key[(shift + 2) % 4],
+        key[(shift + 3) % 4],
+    ];
     let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {

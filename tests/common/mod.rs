@@ -44,7 +44,9 @@ impl TestServer {
                 let server = HttpServer::new(move || {
                     let hub = app_hub.clone();
                     let configure = configure.clone();
-                    App::new().app_data(hub.clone()).configure(move |cfg| configure(cfg, &hub))
+                    App::new()
+                        .app_data(hub.clone())
+                        .configure(move |cfg| configure(cfg, &hub))
                 })
                 .workers(1)
                 .client_disconnect_timeout(Duration::ZERO)
@@ -66,7 +68,9 @@ impl TestServer {
 
     /// Connects tokio-tungstenite to `path`.
     pub async fn connect(&self, path: &str) -> Client {
-        let (client, response) = tokio_tungstenite::connect_async(self.url(path)).await.expect("handshake");
+        let (client, response) = tokio_tungstenite::connect_async(self.url(path))
+            .await
+            .expect("handshake");
         assert_eq!(response.status(), 101);
         client
     }
@@ -98,7 +102,10 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(PATIENCE, stream.read(&mut byte)).await.expect("response in time") {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("response in time")
+        {
             Ok(1) => head.push(byte[0]),
             _ => break,
         }
@@ -109,7 +116,9 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
 /// The next data or close message, skipping pings and pongs.
 pub async fn next_message(client: &mut Client) -> WsMessage {
     loop {
-        let next = tokio::time::timeout(PATIENCE, client.next()).await.expect("a message in time");
+        let next = tokio::time::timeout(PATIENCE, client.next())
+            .await
+            .expect("a message in time");
         match next.expect("stream open").expect("no error") {
             WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
             message => return message,
@@ -130,5 +139,8 @@ pub async fn send_text(client: &mut Client, text: &str) {
 
 /// Waits for a value a server callback reports through a channel.
 pub async fn report<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
-    tokio::time::timeout(PATIENCE, rx.recv()).await.expect("reported in time").expect("reporter alive")
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("reported in time")
+        .expect("reporter alive")
 }
