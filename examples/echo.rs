@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use clap::Parser;
-use switchboard::Config;
+use switchboard::{Config, Hub};
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -47,27 +47,43 @@ impl Args {
     }
 }
 
+/// How long shutdown waits for the close handshakes before dropping what is left.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
     let config = args.config();
-    log::info!("echo server on ws://{}/echo", args.addr);
+    let hub = Hub::start();
+    let app_hub = hub.clone();
+    log::info!("echo server on ws://{}/echo (metrics on /metrics)", args.addr);
     let mut server = HttpServer::new(move || {
         App::new()
-            .route(
-                "/",
-                web::get().to(|| async { "switchboard echo server: connect to /echo\n" }),
-            )
-            .service(switchboard::websocket("/echo", echo).config(config.clone()))
-    });
+            .app_data(web::Data::new(app_hub.clone()))
+            .route("/", web::get().to(|| async { "switchboard echo server: connect to /echo\n" }))
+            .route("/metrics", web::get().to(metrics))
+            .service(switchboard::websocket("/echo", echo).config(config.clone()).hub(&app_hub))
+    })
     // Close each finished WebSocket's TCP connection at once, rather than after actix-web's
     // 1 s linger for unread request bodies (see docs/architecture.md).
-    server = server.client_disconnect_timeout(Duration::ZERO);
+    .client_disconnect_timeout(Duration::ZERO)
+    .disable_signals();
     if let Some(workers) = args.workers {
         server = server.workers(workers);
     }
-    server.bind(&args.addr)?.run().await
+    let server = server.bind(&args.addr)?.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        switchboard::shutdown::signal().await;
+        switchboard::shutdown::graceful(&hub, &handle, SHUTDOWN_GRACE).await;
+    });
+    server.await
+}
+
+/// Serves the runtime's counters as Prometheus text.
+async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(hub.metrics().prometheus())
 }
 
 /// Registers the echo callbacks on a new connection.

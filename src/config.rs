@@ -50,6 +50,11 @@ pub struct Config {
     ///
     /// Default 5 s. After it the connection is dropped without further waiting.
     pub close_timeout: Duration,
+    /// How long a peer may go without sending a text or binary message. `None` means forever.
+    ///
+    /// Default `None`. When it passes, the connection is closed with 1001 ("idle timeout").
+    /// Pings and pongs do not count: keepalive proves the peer is there, this that it is in use.
+    pub idle_timeout: Option<Duration>,
     /// The most connections this route holds at once. `None` means no limit.
     ///
     /// Default `None`. Over the limit the handshake is answered with HTTP 503, so a load balancer
@@ -66,6 +71,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(20),
             close_timeout: Duration::from_secs(5),
+            idle_timeout: None,
             max_connections: None,
         }
     }

@@ -26,10 +26,10 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Makes the socket handle and an idle actor context for it.
-    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>) -> Pending {
+    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>, hub: &Hub) -> Pending {
         let ctx = Context::new();
         let outbound = Outbound::new(config.max_outbound_queue);
-        let shared = Shared::new(role, protocol, outbound, ctx.address().recipient());
+        let shared = Shared::new(role, protocol, outbound, ctx.address().recipient(), hub.metrics_handle());
         Pending {
             ctx,
             ws: WebSocket {
@@ -68,6 +68,7 @@ impl Pending {
             config: self.config,
             hub,
             last_inbound: Instant::now(),
+            last_message: Instant::now(),
             pings: 0,
             failed: false,
             _guard: guard,
@@ -84,6 +85,8 @@ pub(crate) struct Connection {
     hub: Hub,
     /// When the peer last sent anything: keepalive's proof of life.
     last_inbound: Instant,
+    /// When the peer last sent a text or binary message: the idle timeout's clock.
+    last_message: Instant,
     pings: u64,
     /// A protocol error or a panic failed the connection: ignore what the peer sends now.
     failed: bool,
@@ -95,8 +98,12 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("session {} open", self.ws.id());
+        self.ws.shared.metrics.connection_opened();
         if let Some(interval) = self.config.ping_interval {
             ctx.run_interval(interval, |act, ctx| act.send_keepalive_ping(ctx));
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            self.check_idle_after(idle, ctx);
         }
     }
 
@@ -106,6 +113,8 @@ impl Actor for Connection {
         shared.outbound.finish();
         abort_after(shared.outbound.clone(), self.config.close_timeout);
         self.hub.disconnect(shared.id);
+        let code = shared.close_state().map_or(CloseCode::ABNORMAL, |frame| frame.code);
+        shared.metrics.connection_closed(code.0);
         log::debug!("session {} closed: {:?}", shared.id, shared.close_state());
     }
 }
@@ -185,10 +194,14 @@ impl Connection {
         let shared = &self.ws.shared;
         match event {
             Event::Text(text) => {
+                self.last_message = Instant::now();
+                shared.metrics.message_in(text.len());
                 let callback = shared.callbacks.lock().text.clone();
                 callbacks::call(callback, &self.ws, text)
             }
             Event::Binary(bytes) => {
+                self.last_message = Instant::now();
+                shared.metrics.message_in(bytes.len());
                 let callback = shared.callbacks.lock().binary.clone();
                 callbacks::call(callback, &self.ws, bytes)
             }
@@ -284,6 +297,22 @@ impl Connection {
         shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, reason));
         shared.outbound.finish();
         ctx.stop();
+    }
+}
+
+impl Connection {
+    /// Checks, `after` from now, whether the peer has sent a message within the idle timeout;
+    /// closes with 1001 if not, else checks again when it could next expire.
+    fn check_idle_after(&mut self, after: std::time::Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(after, |act, ctx| {
+            let Some(idle) = act.config.idle_timeout else { return };
+            let quiet = act.last_message.elapsed();
+            if quiet < idle {
+                return act.check_idle_after(idle - quiet, ctx);
+            }
+            log::info!("session {}: no message for {idle:?}; closing with 1001", act.ws.id());
+            act.ws.shared.start_close(CloseFrame::new(CloseCode::AWAY, "idle timeout"));
+        });
     }
 }
 

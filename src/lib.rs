@@ -65,6 +65,7 @@ mod limits;
 mod outbound;
 pub mod protocol;
 mod route;
+pub mod shutdown;
 mod socket;
 
 pub use config::Config;

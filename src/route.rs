@@ -203,7 +203,7 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
         .or_else(|| req.app_data::<Hub>().cloned())
         .or_else(|| req.app_data::<web::Data<Hub>>().map(|hub| hub.get_ref().clone()))
         .unwrap_or_else(Hub::global);
-    let pending = Pending::new(Role::Server, accepted.protocol, state.config.clone());
+    let pending = Pending::new(Role::Server, accepted.protocol, state.config.clone(), &hub);
     let ws = pending.socket().clone();
     // Joining before the handler runs lets the handler's own broadcasts include this session.
     hub.connect(ws.id(), state.name.clone(), ws.shared.clone());

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use actix::Recipient;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use switchboard_actors::{Message, Outgoing, SessionId, SessionSink, Text, Undelivered};
+use switchboard_actors::{Message, Metrics, Outgoing, SessionId, SessionSink, Text, Undelivered};
 use tokio::sync::watch;
 
 use crate::callbacks::{Callback, Callbacks};
@@ -42,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) callbacks: Mutex<Callbacks>,
     /// The close frame we sent, if we started the close.
     pub(crate) sent_close: Mutex<Option<CloseFrame>>,
+    pub(crate) metrics: Arc<Metrics>,
     closed: watch::Sender<Option<CloseFrame>>,
     control: Recipient<Control>,
 }
@@ -52,6 +53,7 @@ impl Shared {
         protocol: Option<String>,
         outbound: Arc<Outbound>,
         control: Recipient<Control>,
+        metrics: Arc<Metrics>,
     ) -> Shared {
         Shared {
             id: SessionId::next(),
@@ -60,6 +62,7 @@ impl Shared {
             outbound,
             callbacks: Mutex::new(Callbacks::default()),
             sent_close: Mutex::new(None),
+            metrics,
             closed: watch::Sender::new(None),
             control,
         }
@@ -82,11 +85,17 @@ impl Shared {
 
     /// Queues a data frame; on a full queue, fails the connection with 1008.
     fn push_data(&self, frame: Bytes) -> Result<u64, PushError> {
+        let len = frame.len();
         let result = self.outbound.push(frame, FrameKind::Data);
-        if result == Err(PushError::Full) {
-            log::warn!("session {}: outbound queue over its limit, closing with 1008", self.id);
-            self.outbound.clear();
-            self.start_close(CloseFrame::new(CloseCode::POLICY, "outbound queue full"));
+        match result {
+            Ok(_) => self.metrics.message_out(len),
+            Err(PushError::Full) => {
+                log::warn!("session {}: outbound queue over its limit, closing with 1008", self.id);
+                self.metrics.backpressure_close();
+                self.outbound.clear();
+                self.start_close(CloseFrame::new(CloseCode::POLICY, "outbound queue full"));
+            }
+            Err(PushError::Closed) => {}
         }
         result
     }
@@ -135,6 +144,10 @@ impl SessionSink for Shared {
             Err(PushError::Closed) => Err(Undelivered::Closed),
             Err(PushError::Full) => Err(Undelivered::QueueFull),
         }
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        self.start_close(CloseFrame::new(CloseCode(code), reason));
     }
 }
 

@@ -6,9 +6,10 @@ use actix::{Actor, Addr};
 
 use crate::error::HubError;
 use crate::message::{Message, Outgoing};
+use crate::metrics::Metrics;
 use crate::session::{SessionId, SessionSink};
 use crate::supervisor::{
-    Broadcast, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor, UndeliveredCount,
+    Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor, UndeliveredCount,
 };
 
 /// A handle on the [`Supervisor`]: broadcast to a route, send to one session, list sessions.
@@ -30,6 +31,7 @@ use crate::supervisor::{
 #[derive(Clone, Debug)]
 pub struct Hub {
     addr: Addr<Supervisor>,
+    metrics: Arc<Metrics>,
 }
 
 impl Hub {
@@ -39,9 +41,7 @@ impl Hub {
     ///
     /// Outside a running actix system (call it inside `#[actix_web::main]` or `actix_rt::System`).
     pub fn start() -> Hub {
-        Hub {
-            addr: Supervisor::default().start(),
-        }
+        Hub { addr: Supervisor::default().start(), metrics: Arc::default() }
     }
 
     /// The process-wide hub, started on first use on a thread of its own.
@@ -71,7 +71,7 @@ impl Hub {
             })
             .expect("failed to spawn the switchboard hub thread");
         let addr = rx.recv().expect("the switchboard hub thread died while starting");
-        Hub { addr }
+        Hub { addr, metrics: Arc::default() }
     }
 
     /// Sends `message` to every session of `route` (its pattern, as mounted, e.g. `/rooms/{room}`).
@@ -177,5 +177,28 @@ impl Hub {
     /// Removes a session. Used by the connection layer when a connection stops, for any reason.
     pub fn disconnect(&self, id: SessionId) {
         self.addr.do_send(Disconnect(id));
+    }
+
+    /// Starts the close handshake of every session with `code` and `reason` (after what is
+    /// already queued for each) and answers how many sessions it reached. Used for graceful
+    /// shutdown with 1001.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn close_all(&self, code: u16, reason: &str) -> Result<usize, HubError> {
+        let request = self.addr.send(CloseAll { code, reason: reason.to_owned() });
+        request.await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// The runtime's counters for every connection of this hub: read them with
+    /// [`Metrics::snapshot`] or [`Metrics::prometheus`].
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The shared counters, for the connection layer to count into.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 }

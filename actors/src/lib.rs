@@ -14,11 +14,13 @@
 mod error;
 mod hub;
 mod message;
+mod metrics;
 mod session;
 pub mod supervisor;
 
 pub use error::HubError;
 pub use hub::Hub;
 pub use message::{Message, Outgoing, Text};
+pub use metrics::{Metrics, MetricsSnapshot};
 pub use session::{SessionId, SessionSink, Undelivered};
 pub use supervisor::Supervisor;

@@ -57,4 +57,7 @@ pub trait SessionSink: Send + Sync + 'static {
     ///
     /// [`Undelivered`] when the session can take no more; the supervisor counts it and moves on.
     fn deliver(&self, message: &Outgoing) -> Result<(), Undelivered>;
+
+    /// Starts closing the session with `code` and `reason`, after what is already queued.
+    fn close(&self, code: u16, reason: &str);
 }

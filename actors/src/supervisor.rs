@@ -203,3 +203,120 @@ impl Handler<UndeliveredCount> for Supervisor {
         self.undelivered
     }
 }
+
+/// Closes every session with a code and reason; answers how many there were.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "usize")]
+pub struct CloseAll {
+    /// The close code.
+    pub code: u16,
+    /// The close reason.
+    pub reason: String,
+}
+
+impl Handler<CloseAll> for Supervisor {
+    type Result = usize;
+    fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) -> usize {
+        self.sessions.values().for_each(|session| session.sink.close(msg.code, &msg.reason));
+        self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use crate::{Hub, HubError, Message, Outgoing, SessionId, SessionSink, Undelivered};
+
+    /// A session that records what it is given, or refuses everything once closed.
+    #[derive(Default)]
+    struct Recorder {
+        got: Mutex<Vec<Message>>,
+        closed: bool,
+    }
+
+    impl SessionSink for Recorder {
+        fn deliver(&self, message: &Outgoing) -> Result<(), Undelivered> {
+            if self.closed {
+                return Err(Undelivered::Closed);
+            }
+            self.got.lock().push(message.message().clone());
+            Ok(())
+        }
+
+        fn close(&self, code: u16, _: &str) {
+            self.got.lock().push(Message::from(format!("closed {code}")));
+        }
+    }
+
+    fn join(hub: &Hub, route: &str, sink: &Arc<Recorder>) -> SessionId {
+        let id = SessionId::next();
+        hub.connect(id, route, sink.clone());
+        id
+    }
+
+    #[actix_rt::test]
+    async fn broadcast_reaches_a_route_except_one_and_counts() {
+        let hub = Hub::start();
+        let (a, b, c) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let a_id = join(&hub, "/chat", &a);
+        join(&hub, "/chat", &b);
+        join(&hub, "/other", &c);
+        assert_eq!(hub.broadcast("/chat", "all").await, Ok(2));
+        assert_eq!(hub.broadcast_except("/chat", "not a", a_id).await, Ok(1));
+        assert_eq!(a.got.lock().len(), 1);
+        assert_eq!(b.got.lock().len(), 2);
+        assert!(c.got.lock().is_empty());
+        assert_eq!(hub.broadcast("/nowhere", "x").await, Ok(0));
+    }
+
+    #[actix_rt::test]
+    async fn send_to_reports_gone_and_refusing_sessions() {
+        let hub = Hub::start();
+        let open = Arc::new(Recorder::default());
+        let closed = Arc::new(Recorder { closed: true, ..Recorder::default() });
+        let open_id = join(&hub, "/r", &open);
+        let closed_id = join(&hub, "/r", &closed);
+        assert_eq!(hub.send_to(open_id, "hi").await, Ok(()));
+        assert_eq!(hub.send_to(closed_id, "hi").await, Err(HubError::Undelivered(closed_id, Undelivered::Closed)));
+        assert_eq!(hub.undelivered().await, Ok(1));
+        hub.disconnect(open_id);
+        assert_eq!(hub.send_to(open_id, "hi").await, Err(HubError::NoSuchSession(open_id)));
+        assert_eq!(hub.sessions("/r").await, Ok(vec![closed_id]));
+    }
+
+    #[actix_rt::test]
+    async fn routes_are_known_from_registration_even_without_sessions() {
+        let hub = Hub::start();
+        hub.register_route("/b");
+        join(&hub, "/a", &Arc::new(Recorder::default()));
+        assert_eq!(hub.routes().await, Ok(vec!["/a".to_string(), "/b".to_string()]));
+    }
+
+    #[actix_rt::test]
+    async fn close_all_reaches_every_session() {
+        let hub = Hub::start();
+        let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        join(&hub, "/x", &a);
+        join(&hub, "/y", &b);
+        assert_eq!(hub.close_all(1001, "bye").await, Ok(2));
+        assert_eq!(a.got.lock().as_slice(), &[Message::from("closed 1001")]);
+        assert_eq!(b.got.lock().len(), 1);
+    }
+
+    #[test]
+    fn the_global_hub_works_without_an_actix_system() {
+        let hub = Hub::global();
+        let sink = Arc::new(Recorder::default());
+        let id = join(&hub, "/global-test", &sink);
+        let runtime = tokio_runtime();
+        assert_eq!(runtime.block_on(hub.send_to(id, "x")), Ok(()));
+        assert_eq!(sink.got.lock().len(), 1);
+    }
+
+    fn tokio_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().build().unwrap()
+    }
+}

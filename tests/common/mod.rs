@@ -24,12 +24,21 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub addr: SocketAddr,
     pub hub: Hub,
-    handle: ServerHandle,
+    pub handle: ServerHandle,
 }
 
 impl TestServer {
     /// Starts a one-worker server whose app is built by `configure`, given the server's hub.
     pub fn start<F>(configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
+    {
+        TestServer::start_with(Duration::from_secs(5), configure)
+    }
+
+    /// Like [`TestServer::start`], with actix-web's `client_request_timeout` (the handshake
+    /// timeout) set to `request_timeout`.
+    pub fn start_with<F>(request_timeout: Duration, configure: F) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
@@ -50,6 +59,7 @@ impl TestServer {
                 })
                 .workers(1)
                 .client_disconnect_timeout(Duration::ZERO)
+                .client_request_timeout(request_timeout)
                 .disable_signals()
                 .listen(listener)
                 .expect("listen")
@@ -143,4 +153,52 @@ pub async fn report<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
         .await
         .expect("reported in time")
         .expect("reporter alive")
+}
+
+/// A raw TCP peer that has completed the handshake for `path`.
+pub async fn raw_connect(server: &TestServer, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(upgrade_request(path, "").as_bytes()).await.expect("write");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// One masked frame, as a client sends it; `first_byte` is FIN, RSV and opcode.
+pub fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first_byte];
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 65536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads server frames until a close frame and returns its code (None: the connection ended
+/// without one).
+pub async fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
+    let mut decoder = switchboard::protocol::Decoder::new(switchboard::protocol::Role::Client, 1 << 26, 1 << 26);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        while let Ok(Some(event)) = decoder.next_event() {
+            if let switchboard::protocol::Event::Close(frame) = event {
+                return Some(frame.map_or(1005, |f| f.code.0));
+            }
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("close in time").ok()?;
+        if n == 0 {
+            return None;
+        }
+        decoder.feed(&buf[..n]);
+    }
 }

@@ -1,0 +1,145 @@
+//! Counters of the whole runtime, shared by every connection of a hub.
+//!
+//! Counting is a relaxed atomic add, so it stays on the hot path without locks; closes by code
+//! take a short lock, once per connection.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// The live counters. Read a consistent-enough copy with [`Metrics::snapshot`], or Prometheus text
+/// with [`Metrics::prometheus`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connections_total: AtomicU64,
+    connections_closed: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    protocol_errors: AtomicU64,
+    backpressure_closes: AtomicU64,
+    closes: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections opened since start.
+    pub connections_total: u64,
+    /// Text and binary messages received.
+    pub messages_in: u64,
+    /// Text and binary messages queued for sending.
+    pub messages_out: u64,
+    /// Payload bytes received in text and binary messages.
+    pub bytes_in: u64,
+    /// Frame bytes queued for sending (headers included).
+    pub bytes_out: u64,
+    /// Connections failed for breaking RFC 6455 or a size limit.
+    pub protocol_errors: u64,
+    /// Connections closed because their outbound queue passed its limit.
+    pub backpressure_closes: u64,
+    /// Closed connections by close code.
+    pub closes: BTreeMap<u16, u64>,
+}
+
+impl Metrics {
+    /// A connection opened.
+    pub fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed with `code`.
+    pub fn connection_closed(&self, code: u16) {
+        self.connections_closed.fetch_add(1, Ordering::Relaxed);
+        *self.closes.lock().entry(code).or_default() += 1;
+    }
+
+    /// A message of `bytes` payload bytes arrived.
+    pub fn message_in(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A message encoded as `bytes` frame bytes was queued.
+    pub fn message_out(&self, bytes: usize) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A connection was failed for a protocol error.
+    pub fn protocol_error(&self) {
+        self.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed for backpressure.
+    pub fn backpressure_close(&self) {
+        self.backpressure_closes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let total = get(&self.connections_total);
+        MetricsSnapshot {
+            connections_open: total.saturating_sub(get(&self.connections_closed)),
+            connections_total: total,
+            messages_in: get(&self.messages_in),
+            messages_out: get(&self.messages_out),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            protocol_errors: get(&self.protocol_errors),
+            backpressure_closes: get(&self.backpressure_closes),
+            closes: self.closes.lock().clone(),
+        }
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}");
+            let _ = writeln!(out, "switchboard_{name} {value}");
+        };
+        metric("connections_open", "gauge", "WebSocket connections open now.", s.connections_open);
+        metric("connections_total", "counter", "WebSocket connections opened.", s.connections_total);
+        metric("messages_in_total", "counter", "Messages received.", s.messages_in);
+        metric("messages_out_total", "counter", "Messages queued for sending.", s.messages_out);
+        metric("bytes_in_total", "counter", "Message payload bytes received.", s.bytes_in);
+        metric("bytes_out_total", "counter", "Frame bytes queued for sending.", s.bytes_out);
+        metric("protocol_errors_total", "counter", "Connections failed for a protocol error.", s.protocol_errors);
+        metric("backpressure_closes_total", "counter", "Connections closed for a full queue.", s.backpressure_closes);
+        let _ = writeln!(out, "# HELP switchboard_closes_total Closed connections by close code.");
+        let _ = writeln!(out, "# TYPE switchboard_closes_total counter");
+        for (code, count) in &s.closes {
+            let _ = writeln!(out, "switchboard_closes_total{{code=\"{code}\"}} {count}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_up_and_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.connection_opened();
+        m.connection_opened();
+        m.message_in(5);
+        m.message_out(7);
+        m.connection_closed(1000);
+        let s = m.snapshot();
+        assert_eq!((s.connections_open, s.connections_total, s.bytes_in, s.bytes_out), (1, 2, 5, 7));
+        let text = m.prometheus();
+        assert!(text.contains("switchboard_connections_open 1\n"), "{text}");
+        assert!(text.contains("switchboard_closes_total{code=\"1000\"} 1\n"), "{text}");
+    }
+}
