@@ -256,6 +256,7 @@ impl Connection {
             self.ws.id(),
             error.close_code()
         );
+        self.ws.shared.metrics.protocol_error();
         self.fail(CloseFrame::new(error.close_code(), error.to_string()), ctx);
     }
 

@@ -296,4 +296,27 @@ mod tests {
         let response = HandshakeRejection::UnsupportedVersion.error_response();
         assert_eq!(response.headers().get(header::SEC_WEBSOCKET_VERSION).unwrap(), "13");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_header_values_never_panic(
+            values in proptest::collection::vec(proptest::collection::vec(0x20u8..0x7f, 0..40), 6),
+            extra in proptest::collection::vec(proptest::collection::vec(0x20u8..0x7f, 0..40), 0..3),
+        ) {
+            let names = ["upgrade", "connection", "sec-websocket-version", "sec-websocket-key", "origin", "sec-websocket-protocol"];
+            let mut map = HeaderMap::new();
+            for (name, value) in names.iter().zip(&values) {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    map.append(HeaderName::from_static(name), value);
+                }
+            }
+            for value in &extra {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    map.append(header::SEC_WEBSOCKET_PROTOCOL, value);
+                }
+            }
+            let policy = Policy { origins: Some(vec!["https://a.example".into()]), protocols: vec!["p".into()] };
+            let _ = check_headers(&Method::GET, Version::HTTP_11, &map, &policy);
+        }
+    }
 }
