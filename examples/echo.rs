@@ -61,9 +61,16 @@ async fn main() -> std::io::Result<()> {
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(app_hub.clone()))
-            .route("/", web::get().to(|| async { "switchboard echo server: connect to /echo\n" }))
+            .route(
+                "/",
+                web::get().to(|| async { "switchboard echo server: connect to /echo\n" }),
+            )
             .route("/metrics", web::get().to(metrics))
-            .service(switchboard::websocket("/echo", echo).config(config.clone()).hub(&app_hub))
+            .service(
+                switchboard::websocket("/echo", echo)
+                    .config(config.clone())
+                    .hub(&app_hub),
+            )
     })
     // Close each finished WebSocket's TCP connection at once, rather than after actix-web's
     // 1 s linger for unread request bodies (see docs/architecture.md).
@@ -83,7 +90,9 @@ async fn main() -> std::io::Result<()> {
 
 /// Serves the runtime's counters as Prometheus text.
 async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(hub.metrics().prometheus())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(hub.metrics().prometheus())
 }
 
 /// Registers the echo callbacks on a new connection.

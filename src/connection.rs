@@ -29,7 +29,13 @@ impl Pending {
     pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>, hub: &Hub) -> Pending {
         let ctx = Context::new();
         let outbound = Outbound::new(config.max_outbound_queue);
-        let shared = Shared::new(role, protocol, outbound, ctx.address().recipient(), hub.metrics_handle());
+        let shared = Shared::new(
+            role,
+            protocol,
+            outbound,
+            ctx.address().recipient(),
+            hub.metrics_handle(),
+        );
         Pending {
             ctx,
             ws: WebSocket {
@@ -312,7 +318,9 @@ impl Connection {
                 return act.check_idle_after(idle - quiet, ctx);
             }
             log::info!("session {}: no message for {idle:?}; closing with 1001", act.ws.id());
-            act.ws.shared.start_close(CloseFrame::new(CloseCode::AWAY, "idle timeout"));
+            act.ws
+                .shared
+                .start_close(CloseFrame::new(CloseCode::AWAY, "idle timeout"));
         });
     }
 }

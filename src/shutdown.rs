@@ -67,7 +67,10 @@ pub async fn signal() {
 /// 4. the server stops, dropping whatever connection is left.
 pub async fn graceful(hub: &Hub, server: &ServerHandle, grace: Duration) -> usize {
     server.pause().await;
-    let asked = hub.close_all(CloseCode::AWAY.0, "server shutting down").await.unwrap_or(0);
+    let asked = hub
+        .close_all(CloseCode::AWAY.0, "server shutting down")
+        .await
+        .unwrap_or(0);
     log::info!("shutting down: closing {asked} WebSocket sessions (at most {grace:?})");
     let deadline = tokio::time::Instant::now() + grace;
     while hub.metrics().snapshot().connections_open > 0 && tokio::time::Instant::now() < deadline {

@@ -326,7 +326,8 @@ impl Future for SendFuture {
                 Poll::Ready(written) => written,
             },
             Some(SendState::Failed(_)) => Written::No,
-            None => panic!("SendFuture polled after completion"),
+            // Polled after completion: it has nothing more to say.
+            None => return Poll::Pending,
         };
         match self.state.take() {
             Some(SendState::Pending { .. }) if written == Written::Yes => Poll::Ready(Ok(())),

@@ -1,5 +1,7 @@
 //! Bad peers: broken handshakes, protocol errors, limits, timeouts, slow readers, and shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;
@@ -57,7 +59,10 @@ async fn broken_handshakes_get_an_http_answer_saying_what_was_wrong() {
     ];
     for (request, status, header) in cases {
         let head = server.raw_request(&request).await;
-        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{request:?} got {head}");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?} got {head}"
+        );
         if let Some(header) = header {
             assert!(head.to_ascii_lowercase().contains(header), "{request:?} got {head}");
         }
@@ -70,7 +75,10 @@ async fn a_partial_handshake_is_dropped_after_the_request_timeout() {
         cfg.service(switchboard::websocket("/echo", echo));
     });
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(common::PATIENCE, stream.read_to_end(&mut answer)).await;
     // actix-web answers 408 and closes; either way the connection ends.
@@ -83,12 +91,12 @@ async fn a_partial_handshake_is_dropped_after_the_request_timeout() {
 async fn protocol_errors_close_with_their_codes() {
     let server = limited_echo(Config::default());
     let cases: [(Vec<u8>, u16); 6] = [
-        (vec![0x81, 0x02, b'h', b'i'], 1002),                // unmasked client frame
-        (client_frame(0x81, &[0xce, 0xba, 0xff]), 1007),     // invalid UTF-8
-        (client_frame(0x83, b"x"), 1002),                    // reserved opcode
-        (client_frame(0xC1, b"x"), 1002),                    // RSV1 without an extension
-        (client_frame(0x80, b"x"), 1002),                    // continuation with nothing to continue
-        (client_frame(0x89, &[b'p'; 126]), 1002),            // ping over 125 bytes
+        (vec![0x81, 0x02, b'h', b'i'], 1002),            // unmasked client frame
+        (client_frame(0x81, &[0xce, 0xba, 0xff]), 1007), // invalid UTF-8
+        (client_frame(0x83, b"x"), 1002),                // reserved opcode
+        (client_frame(0xC1, b"x"), 1002),                // RSV1 without an extension
+        (client_frame(0x80, b"x"), 1002),                // continuation with nothing to continue
+        (client_frame(0x89, &[b'p'; 126]), 1002),        // ping over 125 bytes
     ];
     for (bytes, code) in cases {
         let mut stream = raw_connect(&server, "/echo").await;
@@ -129,7 +137,11 @@ async fn over_max_connections_the_handshake_gets_503() {
     let mut config = Config::default();
     config.max_connections = Some(2);
     let server = TestServer::start(move |cfg, _| {
-        cfg.service(switchboard::websocket("/limited", echo).name("hardening-limited").config(config.clone()));
+        cfg.service(
+            switchboard::websocket("/limited", echo)
+                .name("hardening-limited")
+                .config(config.clone()),
+        );
     });
     let mut first = server.connect("/limited").await;
     let _second = server.connect("/limited").await;
@@ -144,7 +156,10 @@ async fn over_max_connections_the_handshake_gets_503() {
         if head.starts_with("HTTP/1.1 101") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the slot was never released: {head}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never released: {head}"
+        );
     }
 }
 
@@ -214,7 +229,10 @@ async fn a_peer_that_stops_reading_is_closed_at_the_queue_limit_and_others_go_on
         matches!(outcome, Some(SendError::QueueFull(_)) | Some(SendError::NotWritten(_))),
         "{outcome:?}"
     );
-    assert!(most_queued <= LIMIT, "queued {most_queued} bytes over the {LIMIT}-byte limit");
+    assert!(
+        most_queued <= LIMIT,
+        "queued {most_queued} bytes over the {LIMIT}-byte limit"
+    );
     assert_eq!(code, CloseCode::POLICY);
     assert_eq!(server.hub.metrics().snapshot().backpressure_closes, 1);
     send_text(&mut other, "unaffected").await;
@@ -247,7 +265,13 @@ async fn graceful_shutdown_flushes_then_closes_every_session_with_1001() {
         other => panic!("expected close 1001, got {other:?}"),
     }
     while futures_util::StreamExt::next(&mut client).await.is_some() {}
-    let asked = tokio::time::timeout(common::PATIENCE, shutdown).await.expect("shutdown in time").unwrap();
+    let asked = tokio::time::timeout(common::PATIENCE, shutdown)
+        .await
+        .expect("shutdown in time")
+        .unwrap();
     assert_eq!(asked, 1);
-    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }

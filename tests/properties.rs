@@ -1,6 +1,8 @@
 //! Property tests of everything switchboard parses itself: frames and reassembly, UTF-8 across
 //! fragments, close payloads. Whatever the bytes, no panic and no allocation beyond the limits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use bytes::BytesMut;
 use proptest::prelude::*;
 use switchboard::protocol::{encode_frame, CloseCode, CloseFrame, Decoder, Event, OpCode, ProtocolError, Role};
@@ -29,7 +31,10 @@ fn decode(decoder: &mut Decoder, bytes: &[u8], pieces: &[usize]) -> Result<Vec<E
 
 /// Splits `payload` into frames at `cuts` (fractions of its length), with a ping between each.
 fn fragmented(opcode: OpCode, payload: &[u8], cuts: &[u16]) -> Vec<u8> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| usize::from(*c) * payload.len() / usize::from(u16::MAX)).collect();
+    let mut points: Vec<usize> = cuts
+        .iter()
+        .map(|c| usize::from(*c) * payload.len() / usize::from(u16::MAX))
+        .collect();
     points.push(payload.len());
     points.sort_unstable();
     points.dedup();

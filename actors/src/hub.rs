@@ -41,7 +41,10 @@ impl Hub {
     ///
     /// Outside a running actix system (call it inside `#[actix_web::main]` or `actix_rt::System`).
     pub fn start() -> Hub {
-        Hub { addr: Supervisor::default().start(), metrics: Arc::default() }
+        Hub {
+            addr: Supervisor::default().start(),
+            metrics: Arc::default(),
+        }
     }
 
     /// The process-wide hub, started on first use on a thread of its own.
@@ -58,6 +61,8 @@ impl Hub {
         GLOBAL.get_or_init(Hub::start_on_own_thread).clone()
     }
 
+    // Failing to start a thread at startup is not recoverable, and no peer input reaches here.
+    #[allow(clippy::expect_used)]
     fn start_on_own_thread() -> Hub {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -71,7 +76,10 @@ impl Hub {
             })
             .expect("failed to spawn the switchboard hub thread");
         let addr = rx.recv().expect("the switchboard hub thread died while starting");
-        Hub { addr, metrics: Arc::default() }
+        Hub {
+            addr,
+            metrics: Arc::default(),
+        }
     }
 
     /// Sends `message` to every session of `route` (its pattern, as mounted, e.g. `/rooms/{room}`).
@@ -187,7 +195,10 @@ impl Hub {
     ///
     /// [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn close_all(&self, code: u16, reason: &str) -> Result<usize, HubError> {
-        let request = self.addr.send(CloseAll { code, reason: reason.to_owned() });
+        let request = self.addr.send(CloseAll {
+            code,
+            reason: reason.to_owned(),
+        });
         request.await.map_err(|_| HubError::SupervisorGone)
     }
 

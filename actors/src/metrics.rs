@@ -104,17 +104,55 @@ impl Metrics {
         let s = self.snapshot();
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}");
+            let _ = writeln!(
+                out,
+                "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}"
+            );
             let _ = writeln!(out, "switchboard_{name} {value}");
         };
-        metric("connections_open", "gauge", "WebSocket connections open now.", s.connections_open);
-        metric("connections_total", "counter", "WebSocket connections opened.", s.connections_total);
+        metric(
+            "connections_open",
+            "gauge",
+            "WebSocket connections open now.",
+            s.connections_open,
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "WebSocket connections opened.",
+            s.connections_total,
+        );
         metric("messages_in_total", "counter", "Messages received.", s.messages_in);
-        metric("messages_out_total", "counter", "Messages queued for sending.", s.messages_out);
-        metric("bytes_in_total", "counter", "Message payload bytes received.", s.bytes_in);
-        metric("bytes_out_total", "counter", "Frame bytes queued for sending.", s.bytes_out);
-        metric("protocol_errors_total", "counter", "Connections failed for a protocol error.", s.protocol_errors);
-        metric("backpressure_closes_total", "counter", "Connections closed for a full queue.", s.backpressure_closes);
+        metric(
+            "messages_out_total",
+            "counter",
+            "Messages queued for sending.",
+            s.messages_out,
+        );
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Message payload bytes received.",
+            s.bytes_in,
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Frame bytes queued for sending.",
+            s.bytes_out,
+        );
+        metric(
+            "protocol_errors_total",
+            "counter",
+            "Connections failed for a protocol error.",
+            s.protocol_errors,
+        );
+        metric(
+            "backpressure_closes_total",
+            "counter",
+            "Connections closed for a full queue.",
+            s.backpressure_closes,
+        );
         let _ = writeln!(out, "# HELP switchboard_closes_total Closed connections by close code.");
         let _ = writeln!(out, "# TYPE switchboard_closes_total counter");
         for (code, count) in &s.closes {
@@ -137,7 +175,10 @@ mod tests {
         m.message_out(7);
         m.connection_closed(1000);
         let s = m.snapshot();
-        assert_eq!((s.connections_open, s.connections_total, s.bytes_in, s.bytes_out), (1, 2, 5, 7));
+        assert_eq!(
+            (s.connections_open, s.connections_total, s.bytes_in, s.bytes_out),
+            (1, 2, 5, 7)
+        );
         let text = m.prometheus();
         assert!(text.contains("switchboard_connections_open 1\n"), "{text}");
         assert!(text.contains("switchboard_closes_total{code=\"1000\"} 1\n"), "{text}");

@@ -217,7 +217,9 @@ pub struct CloseAll {
 impl Handler<CloseAll> for Supervisor {
     type Result = usize;
     fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) -> usize {
-        self.sessions.values().for_each(|session| session.sink.close(msg.code, &msg.reason));
+        self.sessions
+            .values()
+            .for_each(|session| session.sink.close(msg.code, &msg.reason));
         self.sessions.len()
     }
 }
@@ -260,7 +262,11 @@ mod tests {
     #[actix_rt::test]
     async fn broadcast_reaches_a_route_except_one_and_counts() {
         let hub = Hub::start();
-        let (a, b, c) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let (a, b, c) = (
+            Arc::new(Recorder::default()),
+            Arc::new(Recorder::default()),
+            Arc::new(Recorder::default()),
+        );
         let a_id = join(&hub, "/chat", &a);
         join(&hub, "/chat", &b);
         join(&hub, "/other", &c);
@@ -276,11 +282,17 @@ mod tests {
     async fn send_to_reports_gone_and_refusing_sessions() {
         let hub = Hub::start();
         let open = Arc::new(Recorder::default());
-        let closed = Arc::new(Recorder { closed: true, ..Recorder::default() });
+        let closed = Arc::new(Recorder {
+            closed: true,
+            ..Recorder::default()
+        });
         let open_id = join(&hub, "/r", &open);
         let closed_id = join(&hub, "/r", &closed);
         assert_eq!(hub.send_to(open_id, "hi").await, Ok(()));
-        assert_eq!(hub.send_to(closed_id, "hi").await, Err(HubError::Undelivered(closed_id, Undelivered::Closed)));
+        assert_eq!(
+            hub.send_to(closed_id, "hi").await,
+            Err(HubError::Undelivered(closed_id, Undelivered::Closed))
+        );
         assert_eq!(hub.undelivered().await, Ok(1));
         hub.disconnect(open_id);
         assert_eq!(hub.send_to(open_id, "hi").await, Err(HubError::NoSuchSession(open_id)));

@@ -181,7 +181,10 @@ impl Decoder {
         end: usize,
         whole: bool,
     ) -> Result<(), ProtocolError> {
-        let piece = &mut self.buf[start..end];
+        // The caller passes a range of bytes it has seen in the buffer.
+        let Some(piece) = self.buf.get_mut(start..end) else {
+            return Ok(());
+        };
         if let Some(key) = header.mask {
             apply_mask(piece, key, start);
         }

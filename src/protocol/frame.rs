@@ -117,11 +117,14 @@ impl FrameHeader {
         }
         let mut header_len = 2 + len_bytes;
         let mask = if masked {
-            let Some(key) = rest.get(len_bytes..len_bytes + 4) else {
+            let Some(key) = rest
+                .get(len_bytes..len_bytes + 4)
+                .and_then(|k| <[u8; 4]>::try_from(k).ok())
+            else {
                 return Ok(None);
             };
             header_len += 4;
-            Some([key[0], key[1], key[2], key[3]])
+            Some(key)
         } else {
             None
         };
@@ -157,7 +160,9 @@ pub fn encode_frame(dst: &mut BytesMut, opcode: OpCode, fin: bool, payload: &[u8
             dst.put_slice(&key);
             let start = dst.len();
             dst.put_slice(payload);
-            apply_mask(&mut dst[start..], key, 0);
+            if let Some(written) = dst.get_mut(start..) {
+                apply_mask(written, key, 0);
+            }
         }
         None => dst.put_slice(payload),
     }

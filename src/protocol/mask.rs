@@ -5,22 +5,19 @@
 /// The offset lets a frame be unmasked piece by piece as its bytes arrive. Eight bytes are done
 /// per step, which the compiler turns into wide XORs.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let shift = offset % 4;
-    let key = [
-        key[shift],
-        key[(shift + 1) % 4],
-        key[(shift + 2) % 4],
-        key[(shift + 3) % 4],
-    ];
-    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut key = key;
+    key.rotate_left(offset % 4);
+    // Both halves hold the same four bytes, so this is right on either endianness.
+    let half = u64::from(u32::from_ne_bytes(key));
+    let wide = half | (half << 32);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
     }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= key[i % 4];
+    for (byte, k) in chunks.into_remainder().iter_mut().zip(key.iter().cycle()) {
+        *byte ^= k;
     }
 }
 

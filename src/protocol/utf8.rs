@@ -36,8 +36,10 @@ impl Utf8Validator {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_some() => Err(InvalidUtf8),
             Err(e) => {
-                let tail = &input[e.valid_up_to()..];
-                self.pending[..tail.len()].copy_from_slice(tail);
+                // An incomplete character at the end: at most 3 bytes, kept for the next piece.
+                let tail = input.get(e.valid_up_to()..).unwrap_or_default();
+                let slot = self.pending.get_mut(..tail.len()).ok_or(InvalidUtf8)?;
+                slot.copy_from_slice(tail);
                 self.pending_len = tail.len();
                 Ok(())
             }
@@ -61,12 +63,15 @@ impl Utf8Validator {
 
     /// Adds bytes to the pending character; returns the input left after it.
     fn complete_pending<'a>(&mut self, input: &'a [u8]) -> Result<&'a [u8], InvalidUtf8> {
-        let width = char_width(self.pending[0]);
-        let take = (width - self.pending_len).min(input.len());
+        let width = self.pending.first().copied().map_or(1, char_width);
+        let take = width.saturating_sub(self.pending_len).min(input.len());
+        let (head, rest) = input.split_at(take);
         let mut buf = self.pending;
-        buf[self.pending_len..self.pending_len + take].copy_from_slice(&input[..take]);
         let len = self.pending_len + take;
-        match std::str::from_utf8(&buf[..len]) {
+        buf.get_mut(self.pending_len..len)
+            .ok_or(InvalidUtf8)?
+            .copy_from_slice(head);
+        match std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
             Ok(_) => self.pending_len = 0,
             Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
             Err(_) => {
@@ -74,7 +79,7 @@ impl Utf8Validator {
                 self.pending_len = len;
             }
         }
-        Ok(&input[take..])
+        Ok(rest)
     }
 }
 

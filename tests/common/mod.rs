@@ -1,6 +1,7 @@
 //! A switchboard server on 127.0.0.1 (port 0) in its own thread, and client helpers.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -158,7 +159,10 @@ pub async fn report<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
 /// A raw TCP peer that has completed the handshake for `path`.
 pub async fn raw_connect(server: &TestServer, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(upgrade_request(path, "").as_bytes()).await.expect("write");
+    stream
+        .write_all(upgrade_request(path, "").as_bytes())
+        .await
+        .expect("write");
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     stream
@@ -195,7 +199,10 @@ pub async fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
                 return Some(frame.map_or(1005, |f| f.code.0));
             }
         }
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("close in time").ok()?;
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("close in time")
+            .ok()?;
         if n == 0 {
             return None;
         }
