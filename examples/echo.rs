@@ -57,7 +57,6 @@ async fn main() -> std::io::Result<()> {
     let config = args.config();
     let hub = Hub::start();
     let app_hub = hub.clone();
-    log::info!("echo server on ws://{}/echo (metrics on /metrics)", args.addr);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(app_hub.clone()))
@@ -79,7 +78,11 @@ async fn main() -> std::io::Result<()> {
     if let Some(workers) = args.workers {
         server = server.workers(workers);
     }
-    let server = server.bind(&args.addr)?.run();
+    let server = server.bind(&args.addr)?;
+    for addr in server.addrs() {
+        log::info!("listening on {addr}: WebSocket echo at ws://{addr}/echo, counters at /metrics");
+    }
+    let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         switchboard::shutdown::signal().await;

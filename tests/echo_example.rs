@@ -1,0 +1,82 @@
+//! The echo example as a user runs it: a separate process, echoing, serving /metrics, and shutting
+//! down gracefully on SIGTERM with close 1001 to its clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Bounds every wait, so that a broken example fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// `cargo test` builds the examples next to the test binaries' folder.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir.join("examples").join(name)
+}
+
+/// Starts the example on port 0 (killed if the test ends first) and reads the address it logs.
+async fn start_echo() -> (Child, String) {
+    let mut child = Command::new(example("echo"))
+        .args(["--addr", "127.0.0.1:0", "--workers", "1"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the echo example is built by cargo test");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(line) = timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap() {
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
+            // Keep draining its log so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, addr);
+        }
+    }
+    panic!("the example never said where it listens");
+}
+
+#[tokio::test]
+async fn the_echo_example_echoes_serves_metrics_and_shuts_down_on_sigterm() {
+    let (mut child, addr) = start_echo().await;
+    let connect = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"));
+    let (mut client, _) = timeout(PATIENCE, connect).await.unwrap().unwrap();
+    client.send(Message::text("héllo")).await.unwrap();
+    assert_eq!(client.next().await.unwrap().unwrap(), Message::text("héllo"));
+
+    let mut http = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    timeout(PATIENCE, http.read_to_string(&mut metrics))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(metrics.contains("switchboard_connections_open 1"), "{metrics}");
+    assert!(metrics.contains("switchboard_messages_in_total 1"), "{metrics}");
+
+    let pid = child.id().unwrap().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(status.success());
+    match timeout(PATIENCE, client.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    timeout(PATIENCE, async { while client.next().await.is_some() {} })
+        .await
+        .unwrap();
+    let exit = timeout(PATIENCE, child.wait())
+        .await
+        .expect("the example exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
