@@ -8,7 +8,7 @@ use std::time::Instant;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, StreamHandler};
 use bytes::Bytes;
 use futures_util::Stream;
-use switchboard_actors::Hub;
+use switchboard_actors::{Hub, Metrics};
 
 use crate::callbacks::{self, Panicked};
 use crate::config::Config;
@@ -26,16 +26,10 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Makes the socket handle and an idle actor context for it.
-    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>, hub: &Hub) -> Pending {
+    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>, metrics: Arc<Metrics>) -> Pending {
         let ctx = Context::new();
         let outbound = Outbound::new(config.max_outbound_queue);
-        let shared = Shared::new(
-            role,
-            protocol,
-            outbound,
-            ctx.address().recipient(),
-            hub.metrics_handle(),
-        );
+        let shared = Shared::new(role, protocol, outbound, ctx.address().recipient(), metrics);
         Pending {
             ctx,
             ws: WebSocket {
@@ -55,9 +49,9 @@ impl Pending {
         self.ws.shared.outbound.clone()
     }
 
-    /// Starts the actor reading `inbound`. The session must already be connected to `hub`,
+    /// Starts the actor reading `inbound`. A server session must already be connected to `hub`,
     /// which it leaves when it stops; `guard` is dropped then too.
-    pub(crate) fn run<S, E>(mut self, inbound: S, hub: Hub, guard: Box<dyn Send>)
+    pub(crate) fn run<S, E>(mut self, inbound: S, hub: Option<Hub>, guard: Box<dyn Send>)
     where
         S: Stream<Item = Result<Bytes, E>> + 'static,
         E: Display + 'static,
@@ -88,7 +82,7 @@ pub(crate) struct Connection {
     ws: WebSocket,
     decoder: Decoder,
     config: Arc<Config>,
-    hub: Hub,
+    hub: Option<Hub>,
     /// When the peer last sent anything: keepalive's proof of life.
     last_inbound: Instant,
     /// When the peer last sent a text or binary message: the idle timeout's clock.
@@ -118,7 +112,9 @@ impl Actor for Connection {
         shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, "connection lost"));
         shared.outbound.finish();
         abort_after(shared.outbound.clone(), self.config.close_timeout);
-        self.hub.disconnect(shared.id);
+        if let Some(hub) = &self.hub {
+            hub.disconnect(shared.id);
+        }
         let code = shared.close_state().map_or(CloseCode::ABNORMAL, |frame| frame.code);
         shared.metrics.connection_closed(code.0);
         log::debug!("session {} closed: {:?}", shared.id, shared.close_state());

@@ -57,6 +57,7 @@
 //! protocol itself lives in [`protocol`], which does no I/O.
 
 mod callbacks;
+mod client;
 mod config;
 mod connection;
 mod error;
@@ -68,13 +69,16 @@ mod route;
 pub mod shutdown;
 mod socket;
 
+pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;
 pub use error::SendError;
 pub use handshake::{accept_key, HandshakeRejection};
 pub use protocol::{CloseCode, CloseFrame};
 pub use route::{websocket, WebSocketRoute};
 pub use socket::{SendFuture, WebSocket};
-pub use switchboard_actors::{Hub, HubError, Message, SessionId, Text, Undelivered};
+pub use switchboard_actors::{Hub, HubError, Message, Metrics, MetricsSnapshot, SessionId, Text, Undelivered};
+/// The rustls version the client's [`ClientBuilder::tls`] takes.
+pub use tokio_rustls::rustls;
 
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guide.md")]

@@ -203,7 +203,12 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
         .or_else(|| req.app_data::<Hub>().cloned())
         .or_else(|| req.app_data::<web::Data<Hub>>().map(|hub| hub.get_ref().clone()))
         .unwrap_or_else(Hub::global);
-    let pending = Pending::new(Role::Server, accepted.protocol, state.config.clone(), &hub);
+    let pending = Pending::new(
+        Role::Server,
+        accepted.protocol,
+        state.config.clone(),
+        hub.metrics_handle(),
+    );
     let ws = pending.socket().clone();
     // Joining before the handler runs lets the handler's own broadcasts include this session.
     hub.connect(ws.id(), state.name.clone(), ws.shared.clone());
@@ -217,7 +222,7 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     }
     let outbound = pending.outbound();
     log::debug!("session {} upgraded on {} ({})", ws.id(), state.name, req.path());
-    pending.run(payload, hub, Box::new(slot));
+    pending.run(payload, Some(hub), Box::new(slot));
     Ok(response.streaming(OutboundStream(outbound)))
 }
 

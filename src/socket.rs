@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// The close frame we sent, if we started the close.
     pub(crate) sent_close: Mutex<Option<CloseFrame>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether this side's user asked to close (as opposed to a failure or the peer).
+    closed_by_user: AtomicBool,
     closed: watch::Sender<Option<CloseFrame>>,
     control: Recipient<Control>,
 }
@@ -63,6 +66,7 @@ impl Shared {
             callbacks: Mutex::new(Callbacks::default()),
             sent_close: Mutex::new(None),
             metrics,
+            closed_by_user: AtomicBool::new(false),
             closed: watch::Sender::new(None),
             control,
         }
@@ -125,6 +129,11 @@ impl Shared {
             true
         });
         *self.callbacks.lock() = Callbacks::default();
+    }
+
+    /// Whether the user of this socket asked to close it.
+    pub(crate) fn closed_by_user(&self) -> bool {
+        self.closed_by_user.load(Ordering::Acquire)
     }
 
     pub(crate) fn close_state(&self) -> Option<CloseFrame> {
@@ -233,6 +242,7 @@ impl WebSocket {
     /// Messages sent before it are written first; sends after it fail with
     /// [`SendError::Closed`]. If the socket is already closing, it only waits.
     pub fn close_with(&self, code: CloseCode, reason: &str) -> impl Future<Output = CloseCode> + Send + 'static {
+        self.shared.closed_by_user.store(true, Ordering::Release);
         self.shared.start_close(CloseFrame::new(code, reason));
         self.closed()
     }

@@ -16,10 +16,19 @@ use tokio_tungstenite::tungstenite::Message;
 /// Bounds every wait, so that a broken example fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// `cargo test` builds the examples next to the test binaries' folder.
+/// Builds the example (a no-op when it is up to date) and returns its path. `cargo test` alone
+/// may not have built it, or built it as a test harness (`--all-targets`).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name, "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the {name} example failed");
     profile_dir.join("examples").join(name)
 }
 

@@ -47,7 +47,8 @@ impl Hub {
         }
     }
 
-    /// The process-wide hub, started on first use on a thread of its own.
+    /// The process-wide hub, started on first use on the [background
+    /// arbiter](crate::runtime::background).
     ///
     /// Routes that were given no hub (neither through their builder nor through `app_data`) use
     /// it, so one server's routes can reach each other without any setup. It lives as long as the
@@ -55,27 +56,14 @@ impl Hub {
     ///
     /// # Panics
     ///
-    /// When the operating system refuses to start the hub's thread.
+    /// When the operating system refuses to start the background thread.
     pub fn global() -> Hub {
         static GLOBAL: OnceLock<Hub> = OnceLock::new();
         GLOBAL.get_or_init(Hub::start_on_own_thread).clone()
     }
 
-    // Failing to start a thread at startup is not recoverable, and no peer input reaches here.
-    #[allow(clippy::expect_used)]
     fn start_on_own_thread() -> Hub {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("switchboard-hub".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    // The receiver waits for exactly this message; it cannot be gone.
-                    let _ = tx.send(Supervisor::default().start());
-                    std::future::pending::<()>().await;
-                });
-            })
-            .expect("failed to spawn the switchboard hub thread");
-        let addr = rx.recv().expect("the switchboard hub thread died while starting");
+        let addr = Supervisor::start_in_arbiter(&crate::runtime::background(), |_| Supervisor::default());
         Hub {
             addr,
             metrics: Arc::default(),

@@ -15,6 +15,7 @@ mod error;
 mod hub;
 mod message;
 mod metrics;
+pub mod runtime;
 mod session;
 pub mod supervisor;
 

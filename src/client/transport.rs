@@ -1,0 +1,195 @@
+//! Opening the byte stream under a client connection: DNS, TCP, TLS, and the upgrade exchange.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+use super::error::ConnectError;
+use super::handshake::{self, Agreed};
+use super::url::WsUrl;
+use crate::outbound::OutboundStream;
+
+/// How much is read from the socket at a time: large enough for big messages to arrive in few
+/// reads, small enough not to matter per connection.
+const READ_CHUNK: usize = 16 << 10;
+
+/// Frames are written through a buffer of this size, so small frames share a syscall.
+const WRITE_BUFFER: usize = 64 << 10;
+
+/// At most this many queued frames are written before a flush.
+const WRITE_BATCH: usize = 64;
+
+/// A plain or TLS connection.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The trust store for `wss://` when the builder was given no TLS configuration: the Mozilla roots
+/// compiled in by `webpki-roots`.
+pub(crate) fn default_tls() -> Arc<ClientConfig> {
+    let roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Resolves the host, connects over TCP and, for `wss`, completes TLS: all within `timeout`.
+pub(crate) async fn open(
+    url: &WsUrl,
+    tls: Option<Arc<ClientConfig>>,
+    timeout: Duration,
+) -> Result<Stream, ConnectError> {
+    let connect = async {
+        let tcp = tcp(url).await?;
+        if !url.secure {
+            return Ok(Stream::Plain(tcp));
+        }
+        let name = ServerName::try_from(url.host.clone()).map_err(|e| ConnectError::InvalidUrl {
+            url: url.host.clone(),
+            why: e.to_string(),
+        })?;
+        let connector = TlsConnector::from(tls.unwrap_or_else(default_tls));
+        let tls = connector.connect(name, tcp).await.map_err(ConnectError::Tls)?;
+        Ok(Stream::Tls(Box::new(tls)))
+    };
+    tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| ConnectError::ConnectTimeout(timeout))?
+}
+
+async fn tcp(url: &WsUrl) -> Result<TcpStream, ConnectError> {
+    let addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .map_err(|source| ConnectError::Dns {
+            host: url.host.clone(),
+            source,
+        })?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                // Frames are already batched by the writer; waiting to coalesce adds only latency.
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Err(source) => {
+                last = Some(ConnectError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    let no_address = || ConnectError::Dns {
+        host: url.host.clone(),
+        source: io::ErrorKind::NotFound.into(),
+    };
+    Err(last.unwrap_or_else(no_address))
+}
+
+/// Sends the upgrade request and reads the answer. Answers what was agreed and the bytes that
+/// came after the response head.
+pub(crate) async fn upgrade(
+    stream: &mut Stream,
+    url: &WsUrl,
+    protocols: &[String],
+    headers: &[(String, String)],
+) -> Result<(Agreed, Bytes), ConnectError> {
+    let key = handshake::new_key();
+    stream
+        .write_all(&handshake::request(url, &key, protocols, headers))
+        .await?;
+    stream.flush().await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(ConnectError::ClosedDuringHandshake);
+        }
+        if let Some(agreed) = handshake::check_response(&buf, &key, protocols)? {
+            let rest = buf.split_off(agreed.head_len.min(buf.len())).freeze();
+            return Ok((agreed, rest));
+        }
+    }
+}
+
+/// The connection's bytes as a stream, starting with what was read past the handshake.
+pub(crate) fn reader<R>(read: R, leftover: Bytes) -> impl futures_util::Stream<Item = io::Result<Bytes>>
+where
+    R: AsyncRead + Unpin + 'static,
+{
+    let first = (!leftover.is_empty()).then_some(Ok(leftover));
+    stream::iter(first).chain(stream::unfold(Some(read), |state| async move {
+        let mut read = state?;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        match read.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(read))),
+            Err(error) => Some((Err(error), None)),
+        }
+    }))
+}
+
+/// Writes queued frames until the queue ends, then shuts the write side down.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(write: W, frames: OutboundStream) {
+    let mut io = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, write);
+    let mut batches = frames.ready_chunks(WRITE_BATCH);
+    while let Some(batch) = batches.next().await {
+        for Ok(frame) in batch {
+            if let Err(error) = io.write_all(&frame).await {
+                log::debug!("client write failed: {error}");
+                return;
+            }
+        }
+        if io.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = io.shutdown().await;
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
