@@ -43,6 +43,21 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
+        TestServer::spawn(request_timeout, None, configure)
+    }
+
+    /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls`.
+    pub fn start_tls<F>(tls: switchboard::rustls::ServerConfig, configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
+    {
+        TestServer::spawn(Duration::from_secs(5), Some(tls), configure)
+    }
+
+    fn spawn<F>(request_timeout: Duration, tls: Option<switchboard::rustls::ServerConfig>, configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
+    {
         let _ = env_logger::builder().is_test(true).try_init();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
@@ -54,17 +69,17 @@ impl TestServer {
                 let server = HttpServer::new(move || {
                     let hub = app_hub.clone();
                     let configure = configure.clone();
-                    App::new()
-                        .app_data(hub.clone())
-                        .configure(move |cfg| configure(cfg, &hub))
+                    App::new().app_data(hub.clone()).configure(move |cfg| configure(cfg, &hub))
                 })
                 .workers(1)
                 .client_disconnect_timeout(Duration::ZERO)
                 .client_request_timeout(request_timeout)
-                .disable_signals()
-                .listen(listener)
-                .expect("listen")
-                .run();
+                .disable_signals();
+                let server = match tls {
+                    Some(tls) => server.listen_rustls_0_23(listener, tls),
+                    None => server.listen(listener),
+                };
+                let server = server.expect("listen").run();
                 tx.send((server.handle(), hub)).expect("test alive");
                 let _ = server.await;
             });

@@ -1,0 +1,367 @@
+//! The client: against switchboard's server, against a third-party server (tokio-tungstenite),
+//! over TLS, and against servers that misbehave during the handshake.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{report, TestServer, PATIENCE};
+use futures_util::{SinkExt, StreamExt};
+use switchboard::{CloseCode, Config, ConnectError, Reconnect, Text, WebSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {
+    ws.on_text(|ws, text| {
+        ws.send(text);
+    });
+    ws.on_binary(|ws, bytes| {
+        ws.send(bytes);
+    });
+}
+
+/// What the client's callbacks saw, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Text(String),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+}
+
+/// Connects to `url` with callbacks reporting into a channel.
+async fn connect_reporting(url: String) -> (WebSocket, UnboundedReceiver<Seen>) {
+    let (tx, rx) = unbounded_channel();
+    let ws = WebSocket::builder(url)
+        .on_connect(move |ws| {
+            let (text, binary, ping, pong) = (tx.clone(), tx.clone(), tx.clone(), tx.clone());
+            ws.on_text(move |_, t: Text| drop(text.send(Seen::Text(t.to_string()))));
+            ws.on_binary(move |_, b| drop(binary.send(Seen::Binary(b))));
+            ws.on_ping(move |_, p| drop(ping.send(Seen::Ping(p))));
+            ws.on_pong(move |_, p| drop(pong.send(Seen::Pong(p))));
+        })
+        .connect()
+        .await
+        .unwrap();
+    (ws, rx)
+}
+
+/// The same rows against any echo server: messages, the send future, pings, and a close.
+async fn exercise_echo(url: String) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (ws, mut seen) = connect_reporting(url).await;
+    for text in ["hello", "", "héllo ✓ 𝄞"] {
+        assert_eq!(ws.send(text).await, Ok(()));
+        assert_eq!(report(&mut seen).await, Seen::Text(text.into()));
+    }
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    for bytes in [Vec::new(), vec![1, 2, 3], big] {
+        ws.send(bytes.clone()).await.unwrap();
+        assert_eq!(report(&mut seen).await, Seen::Binary(bytes.into()));
+    }
+    ws.send_ping(Bytes::from_static(b"are you there")).await.unwrap();
+    assert_eq!(report(&mut seen).await, Seen::Pong(Bytes::from_static(b"are you there")));
+    let code = tokio::time::timeout(PATIENCE, ws.close_with(CloseCode(4000), "done")).await.unwrap();
+    assert_eq!(code, CloseCode(4000));
+    assert!(ws.is_closed());
+    assert!(ws.send("late").await.is_err());
+}
+
+#[tokio::test]
+async fn the_client_talks_to_switchboards_server() {
+    let server = TestServer::start(|cfg, _| {
+        cfg.service(switchboard::websocket("/echo", echo));
+    });
+    exercise_echo(server.url("/echo")).await;
+}
+
+/// A tokio-tungstenite echo server on 127.0.0.1, port 0; it pings once after the first message.
+async fn tungstenite_echo_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                while let Some(Ok(message)) = ws.next().await {
+                    let reply = match message {
+                        WsMessage::Text(_) | WsMessage::Binary(_) => message,
+                        // Reading on after a close flushes tungstenite's answer to it.
+                        _ => continue,
+                    };
+                    if ws.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}/")
+}
+
+#[tokio::test]
+async fn the_client_talks_to_a_tokio_tungstenite_server() {
+    exercise_echo(tungstenite_echo_server().await).await;
+}
+
+#[tokio::test]
+async fn server_pings_reach_the_client_and_a_server_close_resolves_closed() {
+    let server = TestServer::start(|cfg, _| {
+        cfg.service(switchboard::websocket("/bye", |_, ws| {
+            ws.on_text(|ws, _| {
+                ws.send_ping(Bytes::from_static(b"server ping"));
+                drop(ws.close_with(CloseCode(4100), "server says bye"));
+            });
+        }));
+    });
+    let (ws, mut seen) = connect_reporting(server.url("/bye")).await;
+    ws.send("bye?");
+    assert_eq!(report(&mut seen).await, Seen::Ping(Bytes::from_static(b"server ping")));
+    let code = tokio::time::timeout(PATIENCE, ws.closed()).await.unwrap();
+    assert_eq!(code, CloseCode(4100));
+    assert_eq!(ws.close_reason().as_deref(), Some("server says bye"));
+}
+
+#[actix_rt::test]
+async fn inside_an_actix_system_the_connection_runs_on_the_current_arbiter() {
+    let server = TestServer::start(|cfg, _| {
+        cfg.service(switchboard::websocket("/echo", echo));
+    });
+    let ws = WebSocket::connect(server.url("/echo")).await.unwrap();
+    // Registered right after connect: the actor cannot read before this task yields.
+    let (tx, mut rx) = unbounded_channel();
+    ws.on_text(move |_, text| drop(tx.send(text.to_string())));
+    ws.send("same thread");
+    assert_eq!(report(&mut rx).await, "same thread");
+    assert_eq!(ws.close().await, CloseCode::NORMAL);
+}
+
+#[tokio::test]
+async fn client_keepalive_drops_a_silent_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let request = read_request(&mut tcp).await;
+        let key = header(&request, "sec-websocket-key");
+        let accept = switchboard::accept_key(key.as_bytes());
+        let response = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        // Then silence, while holding the socket open.
+        tokio::time::sleep(PATIENCE).await;
+        drop(tcp);
+    });
+    let mut config = Config::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.pong_timeout = Duration::from_millis(200);
+    let ws = WebSocket::builder(format!("ws://{addr}/")).config(config).connect().await.unwrap();
+    let code = tokio::time::timeout(PATIENCE, ws.closed()).await.unwrap();
+    assert_eq!(code, CloseCode::ABNORMAL);
+    assert!(ws.close_reason().unwrap().contains("keepalive timeout"));
+}
+
+async fn read_request(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+fn header(request: &str, name: &str) -> String {
+    request
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// A server that reads the request and answers with `respond(request)`; `None` closes at once;
+/// `Some("")` never answers.
+async fn scripted_server(respond: fn(&str) -> Option<String>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let request = read_request(&mut tcp).await;
+                match respond(&request) {
+                    None => drop(tcp),
+                    Some(answer) if answer.is_empty() => {
+                        tokio::time::sleep(PATIENCE).await;
+                    }
+                    Some(answer) => {
+                        let _ = tcp.write_all(answer.as_bytes()).await;
+                        tokio::time::sleep(PATIENCE).await;
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}/")
+}
+
+#[tokio::test]
+async fn handshake_failures_are_typed_errors() {
+    // Nothing listens on a port we bound and released.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let refused = WebSocket::connect(format!("ws://{free}/")).await.unwrap_err();
+    assert!(matches!(refused, ConnectError::Connect { .. }), "{refused}");
+
+    // A label over 63 bytes cannot be a DNS name: the resolver fails without sending a query.
+    let bad_name = format!("ws://{}.invalid/", "x".repeat(70));
+    let dns = WebSocket::connect(bad_name).await.unwrap_err();
+    assert!(matches!(dns, ConnectError::Dns { .. }), "{dns}");
+
+    let invalid = WebSocket::connect("http://127.0.0.1/").await.unwrap_err();
+    assert!(matches!(invalid, ConnectError::InvalidUrl { .. }), "{invalid}");
+
+    let wrong_accept = scripted_server(|_| {
+        Some("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".into())
+    })
+    .await;
+    let error = WebSocket::connect(wrong_accept).await.unwrap_err();
+    assert!(matches!(error, ConnectError::BadAccept), "{error}");
+
+    let hangs_up = scripted_server(|_| None).await;
+    let error = WebSocket::connect(hangs_up).await.unwrap_err();
+    assert!(matches!(error, ConnectError::ClosedDuringHandshake), "{error}");
+
+    let silent = scripted_server(|_| Some(String::new())).await;
+    let error = WebSocket::builder(silent).handshake_timeout(Duration::from_millis(200)).connect().await.unwrap_err();
+    assert!(matches!(error, ConnectError::HandshakeTimeout(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_404_or_401_instead_of_an_upgrade_shows_its_status() {
+    use actix_web::middleware::{from_fn, Next};
+    async fn deny(
+        req: actix_web::dev::ServiceRequest,
+        _: Next<impl actix_web::body::MessageBody>,
+    ) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
+        Ok(req.into_response(actix_web::HttpResponse::Unauthorized().finish()))
+    }
+    let server = TestServer::start(|cfg, _| {
+        cfg.service(actix_web::web::scope("/private").wrap(from_fn(deny)).service(switchboard::websocket("/ws", echo)));
+    });
+    let missing = WebSocket::connect(server.url("/nowhere")).await.unwrap_err();
+    assert!(matches!(missing, ConnectError::Status { status: 404, .. }), "{missing}");
+    let denied = WebSocket::connect(server.url("/private/ws")).await.unwrap_err();
+    assert!(matches!(denied, ConnectError::Status { status: 401, .. }), "{denied}");
+}
+
+#[tokio::test]
+async fn the_client_offers_protocols_and_headers() {
+    let server = TestServer::start(|cfg, _| {
+        cfg.service(
+            switchboard::websocket("/proto", |req, ws| {
+                let token = req.headers().get("x-token").and_then(|v| v.to_str().ok()).unwrap_or("none").to_string();
+                ws.send(format!("{} {}", ws.protocol().unwrap_or("none"), token));
+            })
+            .protocols(["v2"]),
+        );
+    });
+    let (tx, mut rx) = unbounded_channel();
+    let ws = WebSocket::builder(server.url("/proto"))
+        .protocols(["v1", "v2"])
+        .header("X-Token", "abc")
+        .on_connect(move |ws| {
+            let tx = tx.clone();
+            ws.on_text(move |_, t| drop(tx.send(t.to_string())));
+        })
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(ws.protocol(), Some("v2"));
+    assert_eq!(report(&mut rx).await, "v2 abc");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_reconnects_with_backoff_and_says_so() {
+    let server = TestServer::start(|cfg, _| {
+        cfg.service(switchboard::websocket("/flaky", |_, ws| {
+            ws.on_text(|ws, text| {
+                if text.as_str() == "drop me" {
+                    drop(ws.close_with(CloseCode::AWAY, "restarting"));
+                } else {
+                    ws.send(text);
+                }
+            });
+        }));
+    });
+    let (tx, mut connections) = unbounded_channel();
+    let mut policy = Reconnect::default();
+    policy.initial_delay = Duration::from_millis(20);
+    let first = WebSocket::builder(server.url("/flaky"))
+        .reconnect(policy)
+        .on_connect(move |ws| drop(tx.send(ws.clone())))
+        .connect()
+        .await
+        .unwrap();
+    let announced = report(&mut connections).await;
+    assert_eq!(announced.id(), first.id());
+    first.send("drop me");
+    let second = report(&mut connections).await;
+    assert_ne!(second.id(), first.id());
+    assert_eq!(first.close_code(), Some(CloseCode::AWAY));
+    let (echo_tx, mut echoes) = unbounded_channel();
+    second.on_text(move |_, t| drop(echo_tx.send(t.to_string())));
+    second.send("still there?");
+    assert_eq!(report(&mut echoes).await, "still there?");
+    // Closing from this side ends it: the reconnecting task stops (dropping its sender) with no
+    // new connection.
+    second.close().await;
+    assert!(report_end(&mut connections).await);
+}
+
+/// Whether the channel ends (every sender dropped) without another message.
+async fn report_end<T>(rx: &mut UnboundedReceiver<T>) -> bool {
+    tokio::time::timeout(PATIENCE, rx.recv()).await.expect("the channel ended in time").is_none()
+}
+
+/// A self-signed certificate for 127.0.0.1, and a server config using it.
+fn tls_configs() -> (Arc<switchboard::rustls::ServerConfig>, Arc<switchboard::rustls::ClientConfig>) {
+    use switchboard::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let server = switchboard::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let mut roots = switchboard::rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = switchboard::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+#[tokio::test]
+async fn wss_from_our_client_to_our_server() {
+    let (server_tls, client_tls) = tls_configs();
+    let server = TestServer::start_tls((*server_tls).clone(), |cfg, _| {
+        cfg.service(switchboard::websocket("/secure", echo));
+    });
+    let url = format!("wss://127.0.0.1:{}/secure", server.addr.port());
+    let (tx, mut rx) = unbounded_channel();
+    let ws = WebSocket::builder(&url)
+        .tls(client_tls)
+        .on_connect(move |ws| {
+            let tx = tx.clone();
+            ws.on_text(move |_, t| drop(tx.send(t.to_string())));
+        })
+        .connect()
+        .await
+        .unwrap();
+    ws.send("over TLS").await.unwrap();
+    assert_eq!(report(&mut rx).await, "over TLS");
+    assert_eq!(ws.close().await, CloseCode::NORMAL);
+    // The default trust store does not know our self-signed certificate.
+    let untrusted = WebSocket::connect(url).await.unwrap_err();
+    assert!(matches!(untrusted, ConnectError::Tls(_)), "{untrusted}");
+}
