@@ -66,8 +66,13 @@ async fn exercise_echo(url: String) {
         assert_eq!(report(&mut seen).await, Seen::Binary(bytes.into()));
     }
     ws.send_ping(Bytes::from_static(b"are you there")).await.unwrap();
-    assert_eq!(report(&mut seen).await, Seen::Pong(Bytes::from_static(b"are you there")));
-    let code = tokio::time::timeout(PATIENCE, ws.close_with(CloseCode(4000), "done")).await.unwrap();
+    assert_eq!(
+        report(&mut seen).await,
+        Seen::Pong(Bytes::from_static(b"are you there"))
+    );
+    let code = tokio::time::timeout(PATIENCE, ws.close_with(CloseCode(4000), "done"))
+        .await
+        .unwrap();
     assert_eq!(code, CloseCode(4000));
     assert!(ws.is_closed());
     assert!(ws.send("late").await.is_err());
@@ -88,7 +93,9 @@ async fn tungstenite_echo_server() -> String {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
                 while let Some(Ok(message)) = ws.next().await {
                     let reply = match message {
                         WsMessage::Text(_) | WsMessage::Binary(_) => message,
@@ -160,7 +167,11 @@ async fn client_keepalive_drops_a_silent_server() {
     let mut config = Config::default();
     config.ping_interval = Some(Duration::from_millis(100));
     config.pong_timeout = Duration::from_millis(200);
-    let ws = WebSocket::builder(format!("ws://{addr}/")).config(config).connect().await.unwrap();
+    let ws = WebSocket::builder(format!("ws://{addr}/"))
+        .config(config)
+        .connect()
+        .await
+        .unwrap();
     let code = tokio::time::timeout(PATIENCE, ws.closed()).await.unwrap();
     assert_eq!(code, CloseCode::ABNORMAL);
     assert!(ws.close_reason().unwrap().contains("keepalive timeout"));
@@ -178,7 +189,11 @@ async fn read_request(tcp: &mut tokio::net::TcpStream) -> String {
 fn header(request: &str, name: &str) -> String {
     request
         .lines()
-        .find_map(|line| line.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        .find_map(|line| {
+            line.split_once(':')
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_default()
 }
 
@@ -234,7 +249,11 @@ async fn handshake_failures_are_typed_errors() {
     assert!(matches!(error, ConnectError::ClosedDuringHandshake), "{error}");
 
     let silent = scripted_server(|_| Some(String::new())).await;
-    let error = WebSocket::builder(silent).handshake_timeout(Duration::from_millis(200)).connect().await.unwrap_err();
+    let error = WebSocket::builder(silent)
+        .handshake_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap_err();
     assert!(matches!(error, ConnectError::HandshakeTimeout(_)), "{error}");
 }
 
@@ -248,7 +267,11 @@ async fn a_404_or_401_instead_of_an_upgrade_shows_its_status() {
         Ok(req.into_response(actix_web::HttpResponse::Unauthorized().finish()))
     }
     let server = TestServer::start(|cfg, _| {
-        cfg.service(actix_web::web::scope("/private").wrap(from_fn(deny)).service(switchboard::websocket("/ws", echo)));
+        cfg.service(
+            actix_web::web::scope("/private")
+                .wrap(from_fn(deny))
+                .service(switchboard::websocket("/ws", echo)),
+        );
     });
     let missing = WebSocket::connect(server.url("/nowhere")).await.unwrap_err();
     assert!(matches!(missing, ConnectError::Status { status: 404, .. }), "{missing}");
@@ -261,7 +284,12 @@ async fn the_client_offers_protocols_and_headers() {
     let server = TestServer::start(|cfg, _| {
         cfg.service(
             switchboard::websocket("/proto", |req, ws| {
-                let token = req.headers().get("x-token").and_then(|v| v.to_str().ok()).unwrap_or("none").to_string();
+                let token = req
+                    .headers()
+                    .get("x-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string();
                 ws.send(format!("{} {}", ws.protocol().unwrap_or("none"), token));
             })
             .protocols(["v2"]),
@@ -322,11 +350,17 @@ async fn a_dropped_connection_reconnects_with_backoff_and_says_so() {
 
 /// Whether the channel ends (every sender dropped) without another message.
 async fn report_end<T>(rx: &mut UnboundedReceiver<T>) -> bool {
-    tokio::time::timeout(PATIENCE, rx.recv()).await.expect("the channel ended in time").is_none()
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("the channel ended in time")
+        .is_none()
 }
 
 /// A self-signed certificate for 127.0.0.1, and a server config using it.
-fn tls_configs() -> (Arc<switchboard::rustls::ServerConfig>, Arc<switchboard::rustls::ClientConfig>) {
+fn tls_configs() -> (
+    Arc<switchboard::rustls::ServerConfig>,
+    Arc<switchboard::rustls::ClientConfig>,
+) {
     use switchboard::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
     let der = CertificateDer::from(cert.cert.der().to_vec());
@@ -337,7 +371,9 @@ fn tls_configs() -> (Arc<switchboard::rustls::ServerConfig>, Arc<switchboard::ru
         .unwrap();
     let mut roots = switchboard::rustls::RootCertStore::empty();
     roots.add(der).unwrap();
-    let client = switchboard::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let client = switchboard::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     (Arc::new(server), Arc::new(client))
 }
 

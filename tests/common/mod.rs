@@ -69,7 +69,9 @@ impl TestServer {
                 let server = HttpServer::new(move || {
                     let hub = app_hub.clone();
                     let configure = configure.clone();
-                    App::new().app_data(hub.clone()).configure(move |cfg| configure(cfg, &hub))
+                    App::new()
+                        .app_data(hub.clone())
+                        .configure(move |cfg| configure(cfg, &hub))
                 })
                 .workers(1)
                 .client_disconnect_timeout(Duration::ZERO)

@@ -1,5 +1,5 @@
-//! The echo example as a user runs it: a separate process, echoing, serving /metrics, and shutting
-//! down gracefully on SIGTERM with close 1001 to its clients.
+//! The examples as a user runs them, as separate processes: the echo server (echoing, /metrics,
+//! graceful shutdown on SIGTERM) and the interactive client talking to it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -32,7 +32,7 @@ fn example(name: &str) -> PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-/// Starts the example on port 0 (killed if the test ends first) and reads the address it logs.
+/// Starts the echo example on port 0 (killed if the test ends first) and reads the address it logs.
 async fn start_echo() -> (Child, String) {
     let mut child = Command::new(example("echo"))
         .args(["--addr", "127.0.0.1:0", "--workers", "1"])
@@ -88,4 +88,37 @@ async fn the_echo_example_echoes_serves_metrics_and_shuts_down_on_sigterm() {
         .expect("the example exits after SIGTERM")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn the_client_example_sends_lines_prints_echoes_and_the_close() {
+    let (_server, addr) = start_echo().await;
+    let mut client = Command::new(example("client"))
+        .args(["--header", "X-Test: 1", &format!("ws://{addr}/echo")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all("hello\nwörld\n".as_bytes()).await.unwrap();
+    let mut stdout = BufReader::new(client.stdout.take().unwrap()).lines();
+    for expected in ["< hello", "< wörld"] {
+        let line = timeout(PATIENCE, stdout.next_line()).await.unwrap().unwrap();
+        assert_eq!(line.as_deref(), Some(expected));
+    }
+    drop(stdin); // end of input: the client closes with 1000
+    let output = timeout(PATIENCE, client.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("closed: 1000"), "{stderr}");
+
+    let refused = Command::new(example("client"))
+        .arg("ws://127.0.0.1:1/")
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
 }
