@@ -7,6 +7,7 @@ use actix::{Actor, Addr};
 use crate::error::HubError;
 use crate::message::{Message, Outgoing};
 use crate::metrics::Metrics;
+use crate::rooms::{BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser};
 use crate::session::{SessionId, SessionSink};
 use crate::supervisor::{
     Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor, UndeliveredCount,
@@ -199,5 +200,92 @@ impl Hub {
     /// The shared counters, for the connection layer to count into.
     pub fn metrics_handle(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// Puts session `id` in `room` (a session can be in many) and answers the members after it
+    /// joined. The presence listener, if any, is told.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::SupervisorGone`].
+    pub async fn join(&self, id: SessionId, room: &str) -> Result<Vec<Member>, HubError> {
+        let request = self.addr.send(Join { id, room: room.to_owned() });
+        request.await.map_err(|_| HubError::SupervisorGone)?
+    }
+
+    /// Takes session `id` out of `room`; answers whether it was in it. Disconnecting sessions
+    /// leave their rooms by themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn leave(&self, id: SessionId, room: &str) -> Result<bool, HubError> {
+        self.addr.send(Leave { id, room: room.to_owned() }).await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// Sends `message` to every member of `room`, optionally except one (typically the sender),
+    /// encoding it once. Answers how many sessions took it.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn broadcast_room(
+        &self,
+        room: &str,
+        message: impl Into<Message>,
+        except: Option<SessionId>,
+    ) -> Result<usize, HubError> {
+        let request = self.addr.send(BroadcastRoom { room: room.to_owned(), message: Outgoing::new(message), except });
+        request.await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// Who is in `room`, in id order, with their user names.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn members(&self, room: &str) -> Result<Vec<Member>, HubError> {
+        self.addr.send(Members(room.to_owned())).await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// Gives session `id` the user name or key `user`, unless another session has it; answers
+    /// whether it was given. A session has at most one user; a new one replaces the old.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::SupervisorGone`].
+    pub async fn claim_user(&self, id: SessionId, user: &str) -> Result<bool, HubError> {
+        self.set_user_inner(id, user, true).await
+    }
+
+    /// Gives session `id` the user name or key `user`, which other sessions may share (one user
+    /// on several devices).
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::SupervisorGone`].
+    pub async fn set_user(&self, id: SessionId, user: &str) -> Result<(), HubError> {
+        self.set_user_inner(id, user, false).await.map(|_| ())
+    }
+
+    async fn set_user_inner(&self, id: SessionId, user: &str, exclusive: bool) -> Result<bool, HubError> {
+        let request = self.addr.send(SetUser { id, user: user.to_owned(), exclusive });
+        request.await.map_err(|_| HubError::SupervisorGone)?
+    }
+
+    /// Sends `message` to every session of `user`; answers how many took it.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn send_to_user(&self, user: &str, message: impl Into<Message>) -> Result<usize, HubError> {
+        let request = self.addr.send(SendToUser { user: user.to_owned(), message: Outgoing::new(message) });
+        request.await.map_err(|_| HubError::SupervisorGone)
+    }
+
+    /// Sets the presence listener: on every join and leave (disconnects included) it gets the
+    /// event and may return a message for the room's members (the one who left excluded).
+    pub fn on_presence(&self, listener: impl Fn(&PresenceEvent) -> Option<Message> + Send + Sync + 'static) {
+        self.addr.do_send(SetPresenceListener(Some(Arc::new(listener))));
     }
 }

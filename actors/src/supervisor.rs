@@ -17,14 +17,19 @@ use crate::session::{SessionId, SessionSink};
 /// The registry actor. Start it with [`Hub::start`](crate::Hub::start).
 #[derive(Default)]
 pub struct Supervisor {
-    routes: HashMap<String, BTreeSet<SessionId>>,
-    sessions: HashMap<SessionId, Session>,
-    undelivered: u64,
+    pub(crate) routes: HashMap<String, BTreeSet<SessionId>>,
+    pub(crate) sessions: HashMap<SessionId, Session>,
+    pub(crate) undelivered: u64,
+    pub(crate) rooms: crate::rooms::Rooms,
 }
 
-struct Session {
+pub(crate) struct Session {
     route: String,
-    sink: Arc<dyn SessionSink>,
+    pub(crate) sink: Arc<dyn SessionSink>,
+    /// The rooms it is in.
+    pub(crate) rooms: BTreeSet<String>,
+    /// The user name or key the app gave it.
+    pub(crate) user: Option<String>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -42,7 +47,7 @@ impl Actor for Supervisor {
 }
 
 impl Supervisor {
-    fn deliver(&mut self, id: SessionId, message: &Outgoing) -> Result<(), HubError> {
+    pub(crate) fn deliver(&mut self, id: SessionId, message: &Outgoing) -> Result<(), HubError> {
         let session = self.sessions.get(&id).ok_or(HubError::NoSuchSession(id))?;
         session.sink.deliver(message).map_err(|reason| {
             self.undelivered += 1;
@@ -90,13 +95,8 @@ impl Handler<Connect> for Supervisor {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         log::debug!("session {} joined {}", msg.id, msg.route);
         self.routes.entry(msg.route.clone()).or_default().insert(msg.id);
-        self.sessions.insert(
-            msg.id,
-            Session {
-                route: msg.route,
-                sink: msg.sink,
-            },
-        );
+        let session = Session { route: msg.route, sink: msg.sink, rooms: BTreeSet::new(), user: None };
+        self.sessions.insert(msg.id, session);
     }
 }
 
@@ -108,6 +108,8 @@ pub struct Disconnect(pub SessionId);
 impl Handler<Disconnect> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        self.leave_all_rooms(msg.0);
+        self.forget_user(msg.0);
         if let Some(session) = self.sessions.remove(&msg.0) {
             if let Some(members) = self.routes.get_mut(&session.route) {
                 members.remove(&msg.0);
@@ -316,6 +318,67 @@ mod tests {
         assert_eq!(hub.close_all(1001, "bye").await, Ok(2));
         assert_eq!(a.got.lock().as_slice(), &[Message::from("closed 1001")]);
         assert_eq!(b.got.lock().len(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn rooms_reach_their_members_and_forget_disconnected_ones() {
+        let hub = Hub::start();
+        let (a, b, c) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let (a_id, b_id, c_id) = (join(&hub, "/chat", &a), join(&hub, "/chat", &b), join(&hub, "/chat", &c));
+        hub.join(a_id, "lobby").await.unwrap();
+        hub.join(a_id, "games").await.unwrap();
+        let members = hub.join(b_id, "lobby").await.unwrap();
+        assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a_id, b_id]);
+        hub.join(c_id, "games").await.unwrap();
+        assert_eq!(hub.broadcast_room("lobby", "hi lobby", Some(a_id)).await, Ok(1));
+        assert_eq!(hub.broadcast_room("games", "hi games", None).await, Ok(2));
+        assert_eq!(a.got.lock().len(), 1);
+        assert_eq!(b.got.lock().as_slice(), &[Message::from("hi lobby")]);
+        hub.disconnect(a_id);
+        assert_eq!(hub.members("lobby").await.unwrap().len(), 1);
+        assert_eq!(hub.members("games").await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![c_id]);
+        assert_eq!(hub.leave(b_id, "lobby").await, Ok(true));
+        assert_eq!(hub.leave(b_id, "lobby").await, Ok(false));
+        assert!(hub.members("lobby").await.unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn presence_events_go_to_the_room_on_join_leave_and_disconnect() {
+        use crate::rooms::PresenceChange;
+        let hub = Hub::start();
+        hub.on_presence(|event| {
+            let names: Vec<String> = event.members.iter().map(|m| m.user.clone().unwrap_or_default()).collect();
+            let verb = if event.change == PresenceChange::Joined { "joined" } else { "left" };
+            Some(Message::from(format!("{} {verb}: {}", event.member.user.clone().unwrap_or_default(), names.join(","))))
+        });
+        let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let (a_id, b_id) = (join(&hub, "/chat", &a), join(&hub, "/chat", &b));
+        assert_eq!(hub.claim_user(a_id, "ann").await, Ok(true));
+        assert_eq!(hub.claim_user(b_id, "ann").await, Ok(false));
+        assert_eq!(hub.claim_user(b_id, "bob").await, Ok(true));
+        hub.join(a_id, "r").await.unwrap();
+        hub.join(b_id, "r").await.unwrap();
+        hub.disconnect(b_id);
+        assert_eq!(hub.members("r").await.unwrap().len(), 1);
+        let seen: Vec<Message> = a.got.lock().clone();
+        assert_eq!(seen, vec![Message::from("ann joined: ann"), Message::from("bob joined: ann,bob"), Message::from("bob left: ann")]);
+        // bob's name is free again once bob is gone.
+        let c = Arc::new(Recorder::default());
+        let c_id = join(&hub, "/chat", &c);
+        assert_eq!(hub.claim_user(c_id, "bob").await, Ok(true));
+    }
+
+    #[actix_rt::test]
+    async fn a_user_key_reaches_all_its_sessions() {
+        let hub = Hub::start();
+        let (phone, laptop, other) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        for (sink, user) in [(&phone, "ann"), (&laptop, "ann"), (&other, "bob")] {
+            let id = join(&hub, "/chat", sink);
+            hub.set_user(id, user).await.unwrap();
+        }
+        assert_eq!(hub.send_to_user("ann", "for ann").await, Ok(2));
+        assert_eq!(hub.send_to_user("nobody", "lost").await, Ok(0));
+        assert!(other.got.lock().is_empty());
     }
 
     #[test]
