@@ -62,6 +62,7 @@ mod config;
 mod connection;
 mod error;
 mod handshake;
+mod json;
 mod limits;
 mod outbound;
 pub mod protocol;
@@ -75,8 +76,13 @@ pub use error::SendError;
 pub use handshake::{accept_key, HandshakeRejection};
 pub use protocol::{CloseCode, CloseFrame};
 pub use route::{websocket, WebSocketRoute};
+/// The serde_json version [`WebSocket::send_json`] and [`WebSocket::on_json`] use.
+pub use serde_json;
 pub use socket::{SendFuture, WebSocket};
-pub use switchboard_actors::{Hub, HubError, Message, Metrics, MetricsSnapshot, SessionId, Text, Undelivered};
+pub use switchboard_actors::{
+    Hub, HubError, Member, Message, Metrics, MetricsSnapshot, PresenceChange, PresenceEvent, SessionId, Text,
+    Undelivered,
+};
 /// The rustls version the client's [`ClientBuilder::tls`] takes.
 pub use tokio_rustls::rustls;
 

@@ -3,59 +3,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
+use std::process::Stdio;
+
+use common::process::{example, start_server};
+use common::PATIENCE;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Bounds every wait, so that a broken example fails the test instead of hanging it.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Builds the example (a no-op when it is up to date) and returns its path. `cargo test` alone
-/// may not have built it, or built it as a test harness (`--all-targets`).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let target_dir = profile_dir.parent().unwrap();
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name, "--target-dir"])
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the {name} example failed");
-    profile_dir.join("examples").join(name)
-}
-
-/// Starts the echo example on port 0 (killed if the test ends first) and reads the address it logs.
-async fn start_echo() -> (Child, String) {
-    let mut child = Command::new(example("echo"))
-        .args(["--addr", "127.0.0.1:0", "--workers", "1"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the echo example is built by cargo test");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    while let Some(line) = timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap() {
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
-            // Keep draining its log so it never blocks on a full pipe.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return (child, addr);
-        }
-    }
-    panic!("the example never said where it listens");
-}
-
 #[tokio::test]
 async fn the_echo_example_echoes_serves_metrics_and_shuts_down_on_sigterm() {
-    let (mut child, addr) = start_echo().await;
+    let (mut child, addr) = start_server("echo", &["--workers", "1"]).await;
     let connect = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"));
     let (mut client, _) = timeout(PATIENCE, connect).await.unwrap().unwrap();
     client.send(Message::text("héllo")).await.unwrap();
@@ -92,7 +54,7 @@ async fn the_echo_example_echoes_serves_metrics_and_shuts_down_on_sigterm() {
 
 #[tokio::test]
 async fn the_client_example_sends_lines_prints_echoes_and_the_close() {
-    let (_server, addr) = start_echo().await;
+    let (_server, addr) = start_server("echo", &["--workers", "1"]).await;
     let mut client = Command::new(example("client"))
         .args(["--header", "X-Test: 1", &format!("ws://{addr}/echo")])
         .stdin(Stdio::piped())

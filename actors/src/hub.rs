@@ -7,7 +7,9 @@ use actix::{Actor, Addr};
 use crate::error::HubError;
 use crate::message::{Message, Outgoing};
 use crate::metrics::Metrics;
-use crate::rooms::{BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser};
+use crate::rooms::{
+    BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser,
+};
 use crate::session::{SessionId, SessionSink};
 use crate::supervisor::{
     Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor, UndeliveredCount,
@@ -209,7 +211,10 @@ impl Hub {
     ///
     /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::SupervisorGone`].
     pub async fn join(&self, id: SessionId, room: &str) -> Result<Vec<Member>, HubError> {
-        let request = self.addr.send(Join { id, room: room.to_owned() });
+        let request = self.addr.send(Join {
+            id,
+            room: room.to_owned(),
+        });
         request.await.map_err(|_| HubError::SupervisorGone)?
     }
 
@@ -220,7 +225,13 @@ impl Hub {
     ///
     /// [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn leave(&self, id: SessionId, room: &str) -> Result<bool, HubError> {
-        self.addr.send(Leave { id, room: room.to_owned() }).await.map_err(|_| HubError::SupervisorGone)
+        self.addr
+            .send(Leave {
+                id,
+                room: room.to_owned(),
+            })
+            .await
+            .map_err(|_| HubError::SupervisorGone)
     }
 
     /// Sends `message` to every member of `room`, optionally except one (typically the sender),
@@ -235,7 +246,11 @@ impl Hub {
         message: impl Into<Message>,
         except: Option<SessionId>,
     ) -> Result<usize, HubError> {
-        let request = self.addr.send(BroadcastRoom { room: room.to_owned(), message: Outgoing::new(message), except });
+        let request = self.addr.send(BroadcastRoom {
+            room: room.to_owned(),
+            message: Outgoing::new(message),
+            except,
+        });
         request.await.map_err(|_| HubError::SupervisorGone)
     }
 
@@ -245,7 +260,10 @@ impl Hub {
     ///
     /// [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn members(&self, room: &str) -> Result<Vec<Member>, HubError> {
-        self.addr.send(Members(room.to_owned())).await.map_err(|_| HubError::SupervisorGone)
+        self.addr
+            .send(Members(room.to_owned()))
+            .await
+            .map_err(|_| HubError::SupervisorGone)
     }
 
     /// Gives session `id` the user name or key `user`, unless another session has it; answers
@@ -269,7 +287,11 @@ impl Hub {
     }
 
     async fn set_user_inner(&self, id: SessionId, user: &str, exclusive: bool) -> Result<bool, HubError> {
-        let request = self.addr.send(SetUser { id, user: user.to_owned(), exclusive });
+        let request = self.addr.send(SetUser {
+            id,
+            user: user.to_owned(),
+            exclusive,
+        });
         request.await.map_err(|_| HubError::SupervisorGone)?
     }
 
@@ -279,7 +301,10 @@ impl Hub {
     ///
     /// [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn send_to_user(&self, user: &str, message: impl Into<Message>) -> Result<usize, HubError> {
-        let request = self.addr.send(SendToUser { user: user.to_owned(), message: Outgoing::new(message) });
+        let request = self.addr.send(SendToUser {
+            user: user.to_owned(),
+            message: Outgoing::new(message),
+        });
         request.await.map_err(|_| HubError::SupervisorGone)
     }
 

@@ -60,7 +60,10 @@ pub(crate) struct Rooms {
 
 impl Supervisor {
     fn member(&self, id: SessionId) -> Member {
-        Member { id, user: self.sessions.get(&id).and_then(|s| s.user.clone()) }
+        Member {
+            id,
+            user: self.sessions.get(&id).and_then(|s| s.user.clone()),
+        }
     }
 
     fn members(&self, room: &str) -> Vec<Member> {
@@ -70,14 +73,26 @@ impl Supervisor {
 
     /// Sends `message` to the members of `room` except `except`; answers how many took it.
     fn deliver_to_room(&mut self, room: &str, message: &Outgoing, except: Option<SessionId>) -> usize {
-        let Some(ids) = self.rooms.members.get(room) else { return 0 };
+        let Some(ids) = self.rooms.members.get(room) else {
+            return 0;
+        };
         let targets: Vec<SessionId> = ids.iter().copied().filter(|id| Some(*id) != except).collect();
-        targets.into_iter().filter(|id| self.deliver(*id, message).is_ok()).count()
+        targets
+            .into_iter()
+            .filter(|id| self.deliver(*id, message).is_ok())
+            .count()
     }
 
     fn announce(&mut self, room: &str, change: PresenceChange, id: SessionId) {
-        let Some(listener) = self.rooms.listener.clone() else { return };
-        let event = PresenceEvent { room: room.to_owned(), change, member: self.member(id), members: self.members(room) };
+        let Some(listener) = self.rooms.listener.clone() else {
+            return;
+        };
+        let event = PresenceEvent {
+            room: room.to_owned(),
+            change,
+            member: self.member(id),
+            members: self.members(room),
+        };
         if let Some(message) = listener(&event) {
             self.deliver_to_room(room, &Outgoing::new(message), None);
         }
@@ -107,7 +122,9 @@ impl Supervisor {
 
     /// Forgets a disconnecting session's user.
     pub(crate) fn forget_user(&mut self, id: SessionId) {
-        let Some(user) = self.sessions.get(&id).and_then(|s| s.user.clone()) else { return };
+        let Some(user) = self.sessions.get(&id).and_then(|s| s.user.clone()) else {
+            return;
+        };
         if let Some(ids) = self.rooms.users.get_mut(&user) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -233,7 +250,9 @@ impl Handler<SendToUser> for Supervisor {
     type Result = usize;
     fn handle(&mut self, msg: SendToUser, _: &mut Context<Self>) -> usize {
         let ids: Vec<SessionId> = self.rooms.users.get(&msg.user).into_iter().flatten().copied().collect();
-        ids.into_iter().filter(|id| self.deliver(*id, &msg.message).is_ok()).count()
+        ids.into_iter()
+            .filter(|id| self.deliver(*id, &msg.message).is_ok())
+            .count()
     }
 }
 

@@ -95,7 +95,12 @@ impl Handler<Connect> for Supervisor {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         log::debug!("session {} joined {}", msg.id, msg.route);
         self.routes.entry(msg.route.clone()).or_default().insert(msg.id);
-        let session = Session { route: msg.route, sink: msg.sink, rooms: BTreeSet::new(), user: None };
+        let session = Session {
+            route: msg.route,
+            sink: msg.sink,
+            rooms: BTreeSet::new(),
+            user: None,
+        };
         self.sessions.insert(msg.id, session);
     }
 }
@@ -323,8 +328,16 @@ mod tests {
     #[actix_rt::test]
     async fn rooms_reach_their_members_and_forget_disconnected_ones() {
         let hub = Hub::start();
-        let (a, b, c) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let (a_id, b_id, c_id) = (join(&hub, "/chat", &a), join(&hub, "/chat", &b), join(&hub, "/chat", &c));
+        let (a, b, c) = (
+            Arc::new(Recorder::default()),
+            Arc::new(Recorder::default()),
+            Arc::new(Recorder::default()),
+        );
+        let (a_id, b_id, c_id) = (
+            join(&hub, "/chat", &a),
+            join(&hub, "/chat", &b),
+            join(&hub, "/chat", &c),
+        );
         hub.join(a_id, "lobby").await.unwrap();
         hub.join(a_id, "games").await.unwrap();
         let members = hub.join(b_id, "lobby").await.unwrap();
@@ -336,7 +349,15 @@ mod tests {
         assert_eq!(b.got.lock().as_slice(), &[Message::from("hi lobby")]);
         hub.disconnect(a_id);
         assert_eq!(hub.members("lobby").await.unwrap().len(), 1);
-        assert_eq!(hub.members("games").await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![c_id]);
+        assert_eq!(
+            hub.members("games")
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>(),
+            vec![c_id]
+        );
         assert_eq!(hub.leave(b_id, "lobby").await, Ok(true));
         assert_eq!(hub.leave(b_id, "lobby").await, Ok(false));
         assert!(hub.members("lobby").await.unwrap().is_empty());
@@ -347,9 +368,21 @@ mod tests {
         use crate::rooms::PresenceChange;
         let hub = Hub::start();
         hub.on_presence(|event| {
-            let names: Vec<String> = event.members.iter().map(|m| m.user.clone().unwrap_or_default()).collect();
-            let verb = if event.change == PresenceChange::Joined { "joined" } else { "left" };
-            Some(Message::from(format!("{} {verb}: {}", event.member.user.clone().unwrap_or_default(), names.join(","))))
+            let names: Vec<String> = event
+                .members
+                .iter()
+                .map(|m| m.user.clone().unwrap_or_default())
+                .collect();
+            let verb = if event.change == PresenceChange::Joined {
+                "joined"
+            } else {
+                "left"
+            };
+            Some(Message::from(format!(
+                "{} {verb}: {}",
+                event.member.user.clone().unwrap_or_default(),
+                names.join(",")
+            )))
         });
         let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
         let (a_id, b_id) = (join(&hub, "/chat", &a), join(&hub, "/chat", &b));
@@ -361,7 +394,14 @@ mod tests {
         hub.disconnect(b_id);
         assert_eq!(hub.members("r").await.unwrap().len(), 1);
         let seen: Vec<Message> = a.got.lock().clone();
-        assert_eq!(seen, vec![Message::from("ann joined: ann"), Message::from("bob joined: ann,bob"), Message::from("bob left: ann")]);
+        assert_eq!(
+            seen,
+            vec![
+                Message::from("ann joined: ann"),
+                Message::from("bob joined: ann,bob"),
+                Message::from("bob left: ann")
+            ]
+        );
         // bob's name is free again once bob is gone.
         let c = Arc::new(Recorder::default());
         let c_id = join(&hub, "/chat", &c);
@@ -371,7 +411,11 @@ mod tests {
     #[actix_rt::test]
     async fn a_user_key_reaches_all_its_sessions() {
         let hub = Hub::start();
-        let (phone, laptop, other) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let (phone, laptop, other) = (
+            Arc::new(Recorder::default()),
+            Arc::new(Recorder::default()),
+            Arc::new(Recorder::default()),
+        );
         for (sink, user) in [(&phone, "ann"), (&laptop, "ann"), (&other, "bob")] {
             let id = join(&hub, "/chat", sink);
             hub.set_user(id, user).await.unwrap();

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+pub mod process;
+
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
