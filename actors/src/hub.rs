@@ -83,6 +83,17 @@ impl Hub {
         self.broadcast_outgoing(route, Outgoing::new(message), None).await
     }
 
+    /// Like [`Hub::broadcast`] without waiting for the answer: the message is queued for the
+    /// supervisor at once, in order with this thread's other hub calls. For hot paths that do not
+    /// need the count.
+    pub fn publish(&self, route: &str, message: impl Into<Message>) {
+        self.addr.do_send(Broadcast {
+            route: route.to_owned(),
+            message: Outgoing::new(message),
+            except: None,
+        });
+    }
+
     /// Like [`Hub::broadcast`], leaving out one session (typically the sender).
     ///
     /// # Errors

@@ -1,0 +1,469 @@
+//! A WebSocket load generator for any server with the `/echo` and `/broadcast` contract of
+//! `examples/bench_server.rs`. Prints a progress bar on stderr for runs over 3 s, and one JSON
+//! line of results on stdout.
+//!
+//! ```text
+//! cargo run --release -p switchboard-bench --bin loadgen -- echo ws://127.0.0.1:9002/echo --connections 64 --in-flight 16 --size 32 --seconds 10
+//! cargo run --release -p switchboard-bench --bin loadgen -- broadcast ws://127.0.0.1:9002/broadcast --subscribers 1000 --rate 200 --seconds 10
+//! cargo run --release -p switchboard-bench --bin loadgen -- connections ws://127.0.0.1:9002/echo --count 10000 --pid 1234
+//! ```
+//!
+//! Every echo is checked against what was sent; every broadcast delivery is counted, and what did
+//! not arrive is reported as lost. `tcp://host:port` URLs run the echo scenario over raw TCP
+//! against `raw_echo`, with the same bytes a masked WebSocket frame would carry.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long to wait, after the last broadcast, for deliveries still in flight.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Connections opened at once while setting up.
+const CONNECT_CONCURRENCY: usize = 256;
+
+#[derive(Debug, Parser)]
+#[command(about = "WebSocket load generator")]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// C connections, each keeping W messages of S bytes in flight; every echo verified.
+    Echo {
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Binary messages instead of text.
+        #[arg(long)]
+        binary: bool,
+        /// Idle connections to open (and hold) before measuring.
+        #[arg(long, default_value_t = 0)]
+        idle: usize,
+    },
+    /// N subscribers on the broadcast URL, one publisher at a fixed rate (0: as fast as the server
+    /// keeps up, with a window of in-flight messages).
+    Broadcast {
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 16)]
+        window: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Opens K idle connections; reports the connect rate and, given the server's PID, its
+    /// resident memory per connection.
+    Connections {
+        url: String,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn connect(url: &str) -> Result<Ws, String> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// Opens `count` connections, `CONNECT_CONCURRENCY` at a time.
+async fn connect_many(url: &str, count: usize) -> Result<Vec<Ws>, String> {
+    let results: Vec<Result<Ws, String>> = futures_util::stream::iter((0..count).map(|_| connect(url)))
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            println!("{}", json!({ "error": error.to_string() }));
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.scenario {
+            Scenario::Echo {
+                url,
+                connections,
+                in_flight,
+                size,
+                seconds,
+                binary,
+                idle,
+            } => echo(&url, connections, in_flight, size, seconds, binary, idle).await,
+            Scenario::Broadcast {
+                url,
+                subscribers,
+                rate,
+                window,
+                seconds,
+            } => broadcast(&url, subscribers, rate, window, seconds).await,
+            Scenario::Connections { url, count, pid } => connections(&url, count, pid).await,
+        }
+    });
+    match result {
+        Ok(value) => println!("{value}"),
+        Err(error) => {
+            println!("{}", json!({ "error": error }));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Shows progress on stderr, for runs longer than a few seconds.
+fn progress(seconds: u64, done: Arc<AtomicU64>, unit: &'static str, stop: Arc<AtomicBool>) {
+    if seconds <= 3 {
+        return;
+    }
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let elapsed = start.elapsed().as_secs_f64().min(seconds as f64);
+            let filled = (elapsed / seconds as f64 * 30.0) as usize;
+            let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64().max(0.001);
+            eprint!(
+                "\r[{}{}] {elapsed:4.1}/{seconds} s {rate:>12.0} {unit}/s",
+                "#".repeat(filled),
+                ".".repeat(30 - filled)
+            );
+        }
+        eprintln!();
+    });
+}
+
+fn percentiles(mut micros: Vec<u32>) -> serde_json::Value {
+    micros.sort_unstable();
+    let at = |q: f64| {
+        let index = ((micros.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        micros.get(index).copied().map_or(0.0, |us| f64::from(us) / 1000.0)
+    };
+    json!({ "p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999), "max_ms": at(1.0) })
+}
+
+/// The payload of message `seq`: its number in the first 16 bytes (hex, so text stays ASCII),
+/// then filler.
+fn payload(seq: u64, size: usize) -> Vec<u8> {
+    let mut bytes = format!("{seq:016x}").into_bytes();
+    bytes.resize(size.max(16), b'x');
+    bytes
+}
+
+async fn echo(
+    url: &str,
+    connections: usize,
+    in_flight: usize,
+    size: usize,
+    seconds: u64,
+    binary: bool,
+    idle: usize,
+) -> Result<serde_json::Value, String> {
+    let _idle = if idle > 0 {
+        connect_many(url, idle).await?
+    } else {
+        Vec::new()
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let raw = url.starts_with("tcp://");
+    let start = Instant::now();
+    progress(seconds, done.clone(), "msg", stop.clone());
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (url, done) = (url.to_owned(), done.clone());
+            tokio::spawn(async move {
+                if raw {
+                    echo_raw(&url, in_flight, size, deadline, done).await
+                } else {
+                    echo_ws(&url, in_flight, size, binary, deadline, done).await
+                }
+            })
+        })
+        .collect();
+    let mut rtts = Vec::new();
+    let mut errors = 0u64;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(mut conn_rtts)) => rtts.append(&mut conn_rtts),
+            Ok(Err(error)) => {
+                errors += 1;
+                eprintln!("connection error: {error}");
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let messages = rtts.len() as f64;
+    Ok(json!({
+        "scenario": "echo", "url": url, "connections": connections, "in_flight": in_flight, "size": size,
+        "binary": binary, "idle": idle, "seconds": elapsed, "messages": rtts.len(),
+        "messages_per_s": messages / elapsed, "mb_per_s": messages * size as f64 / elapsed / 1e6,
+        "rtt": percentiles(rtts), "errors": errors,
+    }))
+}
+
+/// One echo connection: keeps `in_flight` messages outstanding until the deadline, checks each
+/// echo against what was sent, and answers the round-trip times in microseconds.
+async fn echo_ws(
+    url: &str,
+    in_flight: usize,
+    size: usize,
+    binary: bool,
+    deadline: Instant,
+    done: Arc<AtomicU64>,
+) -> Result<Vec<u32>, String> {
+    let ws = connect(url).await?;
+    let (mut sink, mut stream) = ws.split();
+    let make = |seq: u64| {
+        let bytes = payload(seq, size);
+        if binary {
+            Message::binary(bytes)
+        } else {
+            Message::text(String::from_utf8(bytes).unwrap_or_default())
+        }
+    };
+    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut seq = 0u64;
+    for _ in 0..in_flight {
+        sink.feed(make(seq)).await.map_err(|e| e.to_string())?;
+        pending.push_back((seq, Instant::now()));
+        seq += 1;
+    }
+    sink.flush().await.map_err(|e| e.to_string())?;
+    let mut rtts = Vec::new();
+    while let Some((expected, sent_at)) = pending.front().copied() {
+        let mut next = Some(stream.next().await);
+        while let Some(message) = next.take() {
+            let message = message.ok_or("connection closed")?.map_err(|e| e.to_string())?;
+            let data = match &message {
+                Message::Text(text) => text.as_bytes(),
+                Message::Binary(bytes) => bytes,
+                _ => continue,
+            };
+            let (expected, sent_at) = pending.pop_front().unwrap_or((expected, sent_at));
+            if data != payload(expected, size).as_slice() {
+                return Err(format!("echo {expected} does not match what was sent"));
+            }
+            rtts.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            done.fetch_add(1, Ordering::Relaxed);
+            if Instant::now() < deadline {
+                sink.feed(make(seq)).await.map_err(|e| e.to_string())?;
+                pending.push_back((seq, Instant::now()));
+                seq += 1;
+            }
+            next = stream.next().now_or_never();
+        }
+        sink.flush().await.map_err(|e| e.to_string())?;
+    }
+    let _ = sink.send(Message::Close(None)).await;
+    Ok(rtts)
+}
+
+/// The raw-TCP twin of [`echo_ws`]: each message is the bytes of a masked client frame of `size`
+/// payload bytes, and the same bytes must come back.
+async fn echo_raw(
+    url: &str,
+    in_flight: usize,
+    size: usize,
+    deadline: Instant,
+    done: Arc<AtomicU64>,
+) -> Result<Vec<u32>, String> {
+    let addr = url.trim_start_matches("tcp://").trim_end_matches('/');
+    let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let header = match size {
+        0..=125 => 6,
+        126..=65535 => 8,
+        _ => 14,
+    };
+    let frame = |seq: u64| {
+        let mut bytes = vec![0u8; header];
+        bytes.extend_from_slice(&payload(seq, size));
+        bytes
+    };
+    let (mut read, mut write) = tcp.split();
+    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut seq = 0u64;
+    let mut out = Vec::new();
+    for _ in 0..in_flight {
+        out.extend_from_slice(&frame(seq));
+        pending.push_back((seq, Instant::now()));
+        seq += 1;
+    }
+    write.write_all(&out).await.map_err(|e| e.to_string())?;
+    let message_len = header + size.max(16);
+    let mut buf = vec![0u8; message_len];
+    let mut rtts = Vec::new();
+    while let Some((expected, sent_at)) = pending.pop_front() {
+        read.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        if buf != frame(expected) {
+            return Err(format!("echo {expected} does not match what was sent"));
+        }
+        rtts.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        done.fetch_add(1, Ordering::Relaxed);
+        if Instant::now() < deadline {
+            write.write_all(&frame(seq)).await.map_err(|e| e.to_string())?;
+            pending.push_back((seq, Instant::now()));
+            seq += 1;
+        }
+    }
+    Ok(rtts)
+}
+
+async fn broadcast(
+    url: &str,
+    subscribers: usize,
+    rate: u64,
+    window: u64,
+    seconds: u64,
+) -> Result<serde_json::Value, String> {
+    let origin = Instant::now();
+    let subs = connect_many(url, subscribers).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = subs
+        .into_iter()
+        .map(|ws| {
+            let (received, stop) = (received.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (_sink, mut stream) = ws.split();
+                let mut latencies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let next = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
+                    let Ok(Some(Ok(Message::Text(text)))) = next else {
+                        if matches!(next, Ok(None) | Ok(Some(Err(_)))) {
+                            break;
+                        }
+                        continue;
+                    };
+                    if let Some(sent_us) = text.split(' ').nth(1).and_then(|t| t.parse::<u64>().ok()) {
+                        let now_us = origin.elapsed().as_micros() as u64;
+                        latencies.push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let publisher = connect(url).await?;
+    let (mut sink, mut own) = publisher.split();
+    let own_seen = Arc::new(AtomicU64::new(0));
+    let own_reader = {
+        let own_seen = own_seen.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), own.next()).await {
+                    Ok(Some(Ok(Message::Text(_)))) => {
+                        own_seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    _ => {}
+                }
+            }
+        })
+    };
+    progress(seconds, received.clone(), "deliveries", stop.clone());
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let mut sent = 0u64;
+    let mut interval = (rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64)));
+    while Instant::now() < deadline {
+        match interval.as_mut() {
+            Some(interval) => {
+                interval.tick().await;
+            }
+            None => {
+                while sent.saturating_sub(own_seen.load(Ordering::Relaxed)) >= window && Instant::now() < deadline {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        let message = format!("{sent} {}", origin.elapsed().as_micros());
+        sink.send(Message::text(message)).await.map_err(|e| e.to_string())?;
+        sent += 1;
+    }
+    let publishing = start.elapsed().as_secs_f64();
+    let expected = sent * subscribers as u64;
+    let drain_deadline = Instant::now() + DRAIN;
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for reader in readers {
+        latencies.append(&mut reader.await.unwrap_or_default());
+    }
+    let _ = own_reader.await;
+    let delivered = received.load(Ordering::Relaxed);
+    Ok(json!({
+        "scenario": "broadcast", "url": url, "subscribers": subscribers, "rate": rate, "window": window,
+        "seconds": publishing, "published": sent, "deliveries": delivered,
+        "deliveries_per_s": delivered as f64 / publishing, "lost": expected.saturating_sub(delivered),
+        "latency": percentiles(latencies),
+    }))
+}
+
+/// The server's resident memory in bytes, from /proc.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+async fn connections(url: &str, count: usize, pid: Option<u32>) -> Result<serde_json::Value, String> {
+    let before = pid.and_then(resident_bytes);
+    let start = Instant::now();
+    let held = connect_many(url, count).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    // Let the server settle its buffers before reading its memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = pid.and_then(resident_bytes);
+    let per_connection = match (before, after) {
+        (Some(before), Some(after)) => json!(after.saturating_sub(before) as f64 / count as f64),
+        _ => json!(null),
+    };
+    drop(held);
+    Ok(json!({
+        "scenario": "connections", "url": url, "count": count, "seconds": elapsed,
+        "connects_per_s": count as f64 / elapsed, "rss_before": before, "rss_after": after,
+        "rss_per_connection": per_connection,
+    }))
+}

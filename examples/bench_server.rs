@@ -1,0 +1,90 @@
+//! The benchmark server: `/echo` echoes text and binary; `/broadcast` sends every text message it
+//! receives to every connection open on `/broadcast`, the sender included. No compression,
+//! messages up to 64 MiB, keepalive off (the load generator measures, it does not idle).
+//!
+//! ```text
+//! cargo run --release --example bench_server -- --addr 127.0.0.1:9002 --workers 1
+//! ```
+//!
+//! `bench/run.sh` runs it side by side with the peer servers; see docs/benchmarks.md.
+
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use clap::Parser;
+use switchboard::{Config, Hub, WebSocket};
+
+/// Big enough for the 64 KiB and the multi-megabyte benchmark messages.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(about = "switchboard benchmark server")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    addr: String,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    let hub = Hub::start();
+    let app_hub = hub.clone();
+    let mut config = Config::default();
+    config.max_message_size = MAX_MESSAGE;
+    config.max_frame_size = MAX_MESSAGE;
+    config.max_outbound_queue = 4 * MAX_MESSAGE;
+    config.ping_interval = None;
+    let mut server = HttpServer::new(move || {
+        let hub = app_hub.clone();
+        App::new()
+            .service(
+                switchboard::websocket("/echo", echo)
+                    .config(config.clone())
+                    .hub(&app_hub),
+            )
+            .service(
+                switchboard::websocket("/broadcast", move |_, ws| relay(&hub, &ws))
+                    .config(config.clone())
+                    .hub(&app_hub),
+            )
+    })
+    .client_disconnect_timeout(Duration::ZERO)
+    .backlog(4096)
+    .max_connections(100_000)
+    .disable_signals();
+    if let Some(workers) = args.workers {
+        server = server.workers(workers);
+    }
+    let server = server.bind(&args.addr)?;
+    for addr in server.addrs() {
+        log::info!("listening on {addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        switchboard::shutdown::signal().await;
+        switchboard::shutdown::graceful(&hub, &handle, Duration::from_secs(5)).await;
+    });
+    server.await
+}
+
+fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {
+    ws.on_text(|ws, text| {
+        ws.send(text);
+    });
+    ws.on_binary(|ws, bytes| {
+        ws.send(bytes);
+    });
+}
+
+/// Every text message goes to every session of `/broadcast`, encoded once.
+fn relay(hub: &Hub, ws: &WebSocket) {
+    let hub = hub.clone();
+    ws.on_text(move |_, text| hub.publish("/broadcast", text));
+}
