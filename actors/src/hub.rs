@@ -6,6 +6,7 @@ use actix::{Actor, Addr};
 
 use crate::error::HubError;
 use crate::message::{Message, Outgoing};
+use crate::fanout::Home;
 use crate::metrics::Metrics;
 use crate::rooms::{
     BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser,
@@ -177,11 +178,9 @@ impl Hub {
 
     /// Registers a session. Used by the connection layer when a connection starts.
     pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) {
-        self.addr.do_send(Connect {
-            id,
-            route: route.into(),
-            sink,
-        });
+        // Called on the connection's own thread: remember it for per-thread broadcast fan-out.
+        let home = Home::current();
+        self.addr.do_send(Connect { id, route: route.into(), sink, home });
     }
 
     /// Removes a session. Used by the connection layer when a connection stops, for any reason.

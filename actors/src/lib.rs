@@ -12,6 +12,7 @@
 //! connections.
 
 mod error;
+mod fanout;
 mod hub;
 mod message;
 mod metrics;
@@ -21,6 +22,7 @@ mod session;
 pub mod supervisor;
 
 pub use error::HubError;
+pub use fanout::Home;
 pub use hub::Hub;
 pub use message::{Message, Outgoing, Text};
 pub use metrics::{Metrics, MetricsSnapshot};

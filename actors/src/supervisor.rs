@@ -6,11 +6,13 @@
 //! dropped and counted, never a panic.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message as ActixMessage, MessageResult};
 
 use crate::error::HubError;
+use crate::fanout::{Fanout, Home};
 use crate::message::Outgoing;
 use crate::session::{SessionId, SessionSink};
 
@@ -19,12 +21,16 @@ use crate::session::{SessionId, SessionSink};
 pub struct Supervisor {
     pub(crate) routes: HashMap<String, BTreeSet<SessionId>>,
     pub(crate) sessions: HashMap<SessionId, Session>,
-    pub(crate) undelivered: u64,
+    /// Deliveries refused by their session, counted here and by fan-out tasks on other threads.
+    pub(crate) undelivered: Arc<AtomicU64>,
     pub(crate) rooms: crate::rooms::Rooms,
+    /// Each route's sessions grouped by thread, built on the first broadcast after a change.
+    fanouts: HashMap<String, Arc<Fanout>>,
 }
 
 pub(crate) struct Session {
     route: String,
+    home: Option<Home>,
     pub(crate) sink: Arc<dyn SessionSink>,
     /// The rooms it is in.
     pub(crate) rooms: BTreeSet<String>,
@@ -50,7 +56,7 @@ impl Supervisor {
     pub(crate) fn deliver(&mut self, id: SessionId, message: &Outgoing) -> Result<(), HubError> {
         let session = self.sessions.get(&id).ok_or(HubError::NoSuchSession(id))?;
         session.sink.deliver(message).map_err(|reason| {
-            self.undelivered += 1;
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
             log::debug!("message to session {id} dropped: {reason}");
             HubError::Undelivered(id, reason)
         })
@@ -79,6 +85,8 @@ pub struct Connect {
     pub route: String,
     /// Where its messages go.
     pub sink: Arc<dyn SessionSink>,
+    /// The thread its connection runs on, so broadcasts can be fanned out per thread.
+    pub home: Option<Home>,
 }
 
 impl std::fmt::Debug for Connect {
@@ -95,8 +103,10 @@ impl Handler<Connect> for Supervisor {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         log::debug!("session {} joined {}", msg.id, msg.route);
         self.routes.entry(msg.route.clone()).or_default().insert(msg.id);
+        self.fanouts.remove(&msg.route);
         let session = Session {
             route: msg.route,
+            home: msg.home,
             sink: msg.sink,
             rooms: BTreeSet::new(),
             user: None,
@@ -116,6 +126,7 @@ impl Handler<Disconnect> for Supervisor {
         self.leave_all_rooms(msg.0);
         self.forget_user(msg.0);
         if let Some(session) = self.sessions.remove(&msg.0) {
+            self.fanouts.remove(&session.route);
             if let Some(members) = self.routes.get_mut(&session.route) {
                 members.remove(&msg.0);
             }
@@ -143,11 +154,12 @@ impl Handler<Broadcast> for Supervisor {
         let Some(members) = self.routes.get(&msg.route) else {
             return 0;
         };
-        let targets: Vec<SessionId> = members.iter().copied().filter(|id| Some(*id) != msg.except).collect();
-        targets
-            .into_iter()
-            .filter(|id| self.deliver(*id, &msg.message).is_ok())
-            .count()
+        let sessions = &self.sessions;
+        let fanout = self.fanouts.entry(msg.route).or_insert_with(|| {
+            let members = members.iter().filter_map(|id| sessions.get(id).map(|s| (*id, s.home.as_ref(), &s.sink)));
+            Arc::new(Fanout::new(members))
+        });
+        fanout.deliver(&msg.message, msg.except, &self.undelivered)
     }
 }
 
@@ -207,7 +219,7 @@ pub struct UndeliveredCount;
 impl Handler<UndeliveredCount> for Supervisor {
     type Result = u64;
     fn handle(&mut self, _: UndeliveredCount, _: &mut Context<Self>) -> u64 {
-        self.undelivered
+        self.undelivered.load(Ordering::Relaxed)
     }
 }
 

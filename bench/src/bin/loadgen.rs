@@ -296,14 +296,9 @@ async fn echo_ws(
 }
 
 /// The raw-TCP twin of [`echo_ws`]: each message is the bytes of a masked client frame of `size`
-/// payload bytes, and the same bytes must come back.
-async fn echo_raw(
-    url: &str,
-    in_flight: usize,
-    size: usize,
-    deadline: Instant,
-    done: Arc<AtomicU64>,
-) -> Result<Vec<u32>, String> {
+/// payload bytes, and the same bytes must come back. Reads and writes are batched as the
+/// WebSocket path batches them.
+async fn echo_raw(url: &str, in_flight: usize, size: usize, deadline: Instant, done: Arc<AtomicU64>) -> Result<Vec<u32>, String> {
     let addr = url.trim_start_matches("tcp://").trim_end_matches('/');
     let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
@@ -317,6 +312,7 @@ async fn echo_raw(
         bytes.extend_from_slice(&payload(seq, size));
         bytes
     };
+    let message_len = header + size.max(16);
     let (mut read, mut write) = tcp.split();
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0u64;
@@ -327,20 +323,34 @@ async fn echo_raw(
         seq += 1;
     }
     write.write_all(&out).await.map_err(|e| e.to_string())?;
-    let message_len = header + size.max(16);
-    let mut buf = vec![0u8; message_len];
+    let mut buf = Vec::with_capacity(64 << 10);
     let mut rtts = Vec::new();
-    while let Some((expected, sent_at)) = pending.pop_front() {
-        read.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-        if buf != frame(expected) {
-            return Err(format!("echo {expected} does not match what was sent"));
+    while !pending.is_empty() {
+        let mut chunk = vec![0u8; (64 << 10).max(message_len)];
+        let n = read.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
         }
-        rtts.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-        done.fetch_add(1, Ordering::Relaxed);
-        if Instant::now() < deadline {
-            write.write_all(&frame(seq)).await.map_err(|e| e.to_string())?;
-            pending.push_back((seq, Instant::now()));
-            seq += 1;
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        out.clear();
+        let mut consumed = 0;
+        while buf.len() - consumed >= message_len {
+            let Some((expected, sent_at)) = pending.pop_front() else { break };
+            if buf.get(consumed..consumed + message_len) != Some(frame(expected).as_slice()) {
+                return Err(format!("echo {expected} does not match what was sent"));
+            }
+            consumed += message_len;
+            rtts.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            done.fetch_add(1, Ordering::Relaxed);
+            if Instant::now() < deadline {
+                out.extend_from_slice(&frame(seq));
+                pending.push_back((seq, Instant::now()));
+                seq += 1;
+            }
+        }
+        buf.drain(..consumed);
+        if !out.is_empty() {
+            write.write_all(&out).await.map_err(|e| e.to_string())?;
         }
     }
     Ok(rtts)
@@ -357,28 +367,24 @@ async fn broadcast(
     let subs = connect_many(url, subscribers).await?;
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Each reader records into its own vector (an uncontended lock), so the readers can simply be
+    // aborted after the drain, without a timer per message.
+    let latency_sets: Vec<Arc<parking_lot::Mutex<Vec<u32>>>> = (0..subscribers).map(|_| Arc::default()).collect();
     let readers: Vec<_> = subs
         .into_iter()
-        .map(|ws| {
-            let (received, stop) = (received.clone(), stop.clone());
+        .zip(latency_sets.iter().cloned())
+        .map(|(ws, latencies)| {
+            let received = received.clone();
             tokio::spawn(async move {
                 let (_sink, mut stream) = ws.split();
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let next = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
-                    let Ok(Some(Ok(Message::Text(text)))) = next else {
-                        if matches!(next, Ok(None) | Ok(Some(Err(_)))) {
-                            break;
-                        }
-                        continue;
-                    };
+                while let Some(Ok(message)) = stream.next().await {
+                    let Message::Text(text) = message else { continue };
                     if let Some(sent_us) = text.split(' ').nth(1).and_then(|t| t.parse::<u64>().ok()) {
                         let now_us = origin.elapsed().as_micros() as u64;
-                        latencies.push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
+                        latencies.lock().push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
                         received.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                latencies
             })
         })
         .collect();
@@ -427,9 +433,10 @@ async fn broadcast(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
+    readers.iter().for_each(tokio::task::JoinHandle::abort);
     let mut latencies = Vec::new();
-    for reader in readers {
-        latencies.append(&mut reader.await.unwrap_or_default());
+    for set in &latency_sets {
+        latencies.append(&mut set.lock());
     }
     let _ = own_reader.await;
     let delivered = received.load(Ordering::Relaxed);

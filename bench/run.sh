@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenarios against switchboard and its peers, alternately, for several rounds;
+# the server is pinned to core 0 and the load generator to core 1. Results: one JSON line per run
+# in target/bench/results.jsonl, then medians and ratios (bench/summarize.py).
+#
+#   bench/run.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s per measurement)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+seconds=${2:-5}
+out=target/bench
+mkdir -p "$out"
+results="$out/results.jsonl"
+: > "$results"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --example bench_server -p switchboard
+cargo build --release -p switchboard-bench
+bin=target/release
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+server_pid=
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=
+}
+trap stop_server EXIT
+
+start_server() {
+  local name=$1 port=$2
+  local command
+  case $name in
+    switchboard) command=("$bin/examples/bench_server" --workers 1) ;;
+    tungstenite) command=("$bin/tungstenite_server" --workers 1) ;;
+    actix-ws) command=("$bin/actix_ws_server" --workers 1) ;;
+    raw-tcp) command=("$bin/raw_echo") ;;
+  esac
+  taskset -c 0 "${command[@]}" --addr "127.0.0.1:$port" > "$out/$name.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    python3 -c 'import time; time.sleep(0.1)'
+  done
+  echo "$name did not start"; return 1
+}
+
+# Runs the load generator; tags its JSON line with the server, round and a case name.
+load() {
+  local server=$1 round=$2 case=$3; shift 3
+  local line
+  line=$(taskset -c 1 "$bin/loadgen" "$@" 2>/dev/null || true)
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1] or "{\"error\":\"no output\"}"); d.update(server=sys.argv[2], round=int(sys.argv[3]), case=sys.argv[4]); print(json.dumps(d))' \
+    "$line" "$server" "$round" "$case" | tee -a "$results"
+}
+
+for round in $(seq "$rounds"); do
+  for server in raw-tcp switchboard tungstenite actix-ws; do
+    port=$(free_port)
+    start_server "$server" "$port"
+    if [ "$server" = raw-tcp ]; then
+      load "$server" "$round" echo-32 echo "tcp://127.0.0.1:$port" --connections 64 --in-flight 16 --size 32 --seconds "$seconds"
+      load "$server" "$round" echo-64k echo "tcp://127.0.0.1:$port" --connections 64 --in-flight 16 --size 65536 --seconds "$seconds"
+      stop_server
+      continue
+    fi
+    ws="ws://127.0.0.1:$port"
+    # Cases that open or close thousands of connections go last, so that tearing them down does
+    # not overlap another measurement.
+    load "$server" "$round" echo-32 echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --seconds "$seconds"
+    load "$server" "$round" echo-64k echo "$ws/echo" --connections 64 --in-flight 16 --size 65536 --binary --seconds "$seconds"
+    load "$server" "$round" echo-32-idle-100 echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --idle 100 --seconds "$seconds"
+    load "$server" "$round" broadcast-1k-200 broadcast "$ws/broadcast" --subscribers 1000 --rate 200 --seconds "$seconds"
+    load "$server" "$round" broadcast-1k-max broadcast "$ws/broadcast" --subscribers 1000 --rate 0 --window 16 --seconds "$seconds"
+    load "$server" "$round" broadcast-10k-200 broadcast "$ws/broadcast" --subscribers 10000 --rate 200 --seconds "$seconds"
+    load "$server" "$round" echo-32-idle-10k echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --idle 10000 --seconds "$seconds"
+    stop_server
+    # Memory per connection, on a fresh server.
+    start_server "$server" "$port"
+    load "$server" "$round" connections-10k connections "$ws/echo" --count 10000 --pid "$server_pid"
+    stop_server
+  done
+done
+python3 bench/summarize.py "$results"
