@@ -74,8 +74,10 @@ impl Hub {
         }
     }
 
-    /// Sends `message` to every session of `route` (its pattern, as mounted, e.g. `/rooms/{room}`).
-    /// Answers how many sessions took it.
+    /// Sends `message` to every session of `route` (the name it was mounted with, by default its
+    /// path) and answers how many sessions it was handed to. The frame is encoded once for all.
+    /// Sessions on other worker threads get it from one task per thread; one that turns out to be
+    /// closed or full counts in [`Hub::undelivered`].
     ///
     /// # Errors
     ///
