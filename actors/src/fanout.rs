@@ -26,7 +26,10 @@ pub struct Home {
 impl Home {
     /// The arbiter of the calling thread, if it is one.
     pub fn current() -> Option<Home> {
-        actix_rt::Arbiter::try_current().map(|arbiter| Home { thread: std::thread::current().id(), arbiter })
+        actix_rt::Arbiter::try_current().map(|arbiter| Home {
+            thread: std::thread::current().id(),
+            arbiter,
+        })
     }
 }
 
@@ -43,17 +46,24 @@ pub(crate) struct Fanout {
 
 impl Fanout {
     /// Groups `sessions` by home.
-    pub(crate) fn new<'a>(sessions: impl Iterator<Item = (SessionId, Option<&'a Home>, &'a Arc<dyn SessionSink>)>) -> Fanout {
+    pub(crate) fn new<'a>(
+        sessions: impl Iterator<Item = (SessionId, Option<&'a Home>, &'a Arc<dyn SessionSink>)>,
+    ) -> Fanout {
         let mut shards: Vec<Shard> = Vec::new();
         for (id, home, sink) in sessions {
             let thread = home.map(|h| h.thread);
             let entry = (id, sink.clone());
             match shards.iter_mut().find(|s| s.home.as_ref().map(|h| h.thread) == thread) {
                 Some(shard) => shard.sinks.push(entry),
-                None => shards.push(Shard { home: home.cloned(), sinks: vec![entry] }),
+                None => shards.push(Shard {
+                    home: home.cloned(),
+                    sinks: vec![entry],
+                }),
             }
         }
-        Fanout { shards: shards.into_iter().map(Arc::new).collect() }
+        Fanout {
+            shards: shards.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// Queues `message` for every session but `except`; sessions on other threads get it from a
@@ -67,7 +77,9 @@ impl Fanout {
             match &shard.home {
                 Some(home) if home.thread != here => {
                     let (shard, message, undelivered) = (shard.clone(), message.clone(), undelivered.clone());
-                    let spawned = home.arbiter.spawn(async move { deliver_all(&shard, &message, except, &undelivered) });
+                    let spawned = home
+                        .arbiter
+                        .spawn(async move { deliver_all(&shard, &message, except, &undelivered) });
                     if !spawned {
                         log::debug!("a worker thread is gone; its sessions missed a broadcast");
                     }

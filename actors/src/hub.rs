@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use actix::{Actor, Addr};
 
 use crate::error::HubError;
-use crate::message::{Message, Outgoing};
 use crate::fanout::Home;
+use crate::message::{Message, Outgoing};
 use crate::metrics::Metrics;
 use crate::rooms::{
     BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser,
@@ -182,7 +182,12 @@ impl Hub {
     pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) {
         // Called on the connection's own thread: remember it for per-thread broadcast fan-out.
         let home = Home::current();
-        self.addr.do_send(Connect { id, route: route.into(), sink, home });
+        self.addr.do_send(Connect {
+            id,
+            route: route.into(),
+            sink,
+            home,
+        });
     }
 
     /// Removes a session. Used by the connection layer when a connection stops, for any reason.

@@ -156,7 +156,9 @@ impl Handler<Broadcast> for Supervisor {
         };
         let sessions = &self.sessions;
         let fanout = self.fanouts.entry(msg.route).or_insert_with(|| {
-            let members = members.iter().filter_map(|id| sessions.get(id).map(|s| (*id, s.home.as_ref(), &s.sink)));
+            let members = members
+                .iter()
+                .filter_map(|id| sessions.get(id).map(|s| (*id, s.home.as_ref(), &s.sink)));
             Arc::new(Fanout::new(members))
         });
         fanout.deliver(&msg.message, msg.except, &self.undelivered)

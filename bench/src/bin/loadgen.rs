@@ -298,7 +298,13 @@ async fn echo_ws(
 /// The raw-TCP twin of [`echo_ws`]: each message is the bytes of a masked client frame of `size`
 /// payload bytes, and the same bytes must come back. Reads and writes are batched as the
 /// WebSocket path batches them.
-async fn echo_raw(url: &str, in_flight: usize, size: usize, deadline: Instant, done: Arc<AtomicU64>) -> Result<Vec<u32>, String> {
+async fn echo_raw(
+    url: &str,
+    in_flight: usize,
+    size: usize,
+    deadline: Instant,
+    done: Arc<AtomicU64>,
+) -> Result<Vec<u32>, String> {
     let addr = url.trim_start_matches("tcp://").trim_end_matches('/');
     let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
@@ -335,7 +341,9 @@ async fn echo_raw(url: &str, in_flight: usize, size: usize, deadline: Instant, d
         out.clear();
         let mut consumed = 0;
         while buf.len() - consumed >= message_len {
-            let Some((expected, sent_at)) = pending.pop_front() else { break };
+            let Some((expected, sent_at)) = pending.pop_front() else {
+                break;
+            };
             if buf.get(consumed..consumed + message_len) != Some(frame(expected).as_slice()) {
                 return Err(format!("echo {expected} does not match what was sent"));
             }
@@ -381,7 +389,9 @@ async fn broadcast(
                     let Message::Text(text) = message else { continue };
                     if let Some(sent_us) = text.split(' ').nth(1).and_then(|t| t.parse::<u64>().ok()) {
                         let now_us = origin.elapsed().as_micros() as u64;
-                        latencies.lock().push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
+                        latencies
+                            .lock()
+                            .push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
                         received.fetch_add(1, Ordering::Relaxed);
                     }
                 }
