@@ -66,11 +66,7 @@ async fn main() -> std::io::Result<()> {
         log::info!("listening on {addr}");
     }
     let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        switchboard::shutdown::signal().await;
-        switchboard::shutdown::graceful(&hub, &handle, Duration::from_secs(5)).await;
-    });
+    switchboard::shutdown::on_signal(hub, server.handle(), Duration::from_secs(5));
     server.await
 }
 

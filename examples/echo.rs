@@ -83,11 +83,7 @@ async fn main() -> std::io::Result<()> {
         log::info!("listening on {addr}: WebSocket echo at ws://{addr}/echo, counters at /metrics");
     }
     let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        switchboard::shutdown::signal().await;
-        switchboard::shutdown::graceful(&hub, &handle, SHUTDOWN_GRACE).await;
-    });
+    switchboard::shutdown::on_signal(hub, server.handle(), SHUTDOWN_GRACE);
     server.await
 }
 

@@ -14,11 +14,8 @@
 //!         .disable_signals() // switchboard handles SIGINT and SIGTERM
 //!         .bind(("127.0.0.1", 8080))?
 //!         .run();
-//!     let handle = server.handle();
-//!     actix_web::rt::spawn(async move {
-//!         switchboard::shutdown::signal().await;
-//!         switchboard::shutdown::graceful(&hub, &handle, Duration::from_secs(10)).await;
-//!     });
+//!     // On SIGINT or SIGTERM: close every session with 1001, then stop.
+//!     switchboard::shutdown::on_signal(hub, server.handle(), Duration::from_secs(10));
 //!     server.await
 //! }
 //! ```
@@ -82,4 +79,13 @@ pub async fn graceful(hub: &Hub, server: &ServerHandle, grace: Duration) -> usiz
     }
     server.stop(false).await;
     asked
+}
+
+/// Spawns, on the current actix runtime, a task that waits for [`signal`] and then runs
+/// [`graceful`]: what a server's `main` needs, in one call.
+pub fn on_signal(hub: Hub, server: ServerHandle, grace: Duration) {
+    actix_web::rt::spawn(async move {
+        signal().await;
+        graceful(&hub, &server, grace).await;
+    });
 }

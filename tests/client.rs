@@ -9,22 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{report, TestServer, PATIENCE};
+use common::{echo, report, TestServer, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use switchboard::{CloseCode, Config, ConnectError, Reconnect, Text, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {
-    ws.on_text(|ws, text| {
-        ws.send(text);
-    });
-    ws.on_binary(|ws, bytes| {
-        ws.send(bytes);
-    });
-}
 
 /// What the client's callbacks saw, in order.
 #[derive(Debug, PartialEq)]

@@ -6,21 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client_frame, next_message, next_text, raw_connect, read_close_code, report, send_text, TestServer};
+use common::{
+    client_frame, echo, next_message, next_text, raw_connect, read_close_code, report, send_text, TestServer,
+};
 use futures_util::{FutureExt, SinkExt};
-use switchboard::{CloseCode, Config, SendError, WebSocket};
+use switchboard::{CloseCode, Config, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {
-    ws.on_text(|ws, text| {
-        ws.send(text);
-    });
-    ws.on_binary(|ws, bytes| {
-        ws.send(bytes);
-    });
-}
 
 fn limited_echo(config: Config) -> TestServer {
     TestServer::start(move |cfg, _| {

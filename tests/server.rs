@@ -8,23 +8,14 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{next_message, next_text, report, send_text, TestServer};
+use common::{echo, next_message, next_text, report, send_text, TestServer};
 use futures_util::SinkExt;
-use switchboard::{CloseCode, Config, SendError, WebSocket};
+use switchboard::{CloseCode, Config, SendError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {
-    ws.on_text(|ws, text| {
-        ws.send(text);
-    });
-    ws.on_binary(|ws, bytes| {
-        ws.send(bytes);
-    });
-}
 
 fn echo_server() -> TestServer {
     TestServer::start(|cfg, _| {

@@ -119,6 +119,16 @@ impl Drop for TestServer {
     }
 }
 
+/// The echo route handler most tests mount: every text and binary message comes back.
+pub fn echo(_: &actix_web::HttpRequest, ws: switchboard::WebSocket) {
+    ws.on_text(|ws, text| {
+        ws.send(text);
+    });
+    ws.on_binary(|ws, bytes| {
+        ws.send(bytes);
+    });
+}
+
 /// A handshake request for `path` with `extra` header lines (each ending in `\r\n`).
 pub fn upgrade_request(path: &str, extra: &str) -> String {
     format!(
