@@ -14,7 +14,7 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeRejection {
-    /// Not a GET over HTTP/1.1 (405, or 505 for another HTTP version).
+    /// Not a GET, or older than HTTP/1.1 (405).
     #[error("a WebSocket handshake is a GET over HTTP/1.1")]
     NotGet,
     /// No `Upgrade: websocket` header: a plain HTTP request reached a WebSocket route (426).

@@ -43,6 +43,16 @@ async fn connect_reporting(url: String) -> (WebSocket, UnboundedReceiver<Seen>) 
     (ws, rx)
 }
 
+/// An `on_connect` callback that reports every text message into the returned channel.
+fn reporting_texts() -> (impl Fn(&WebSocket) + Send + Sync + 'static, UnboundedReceiver<String>) {
+    let (tx, rx) = unbounded_channel();
+    let on_connect = move |ws: &WebSocket| {
+        let tx = tx.clone();
+        ws.on_text(move |_, t| drop(tx.send(t.to_string())));
+    };
+    (on_connect, rx)
+}
+
 /// The same rows against any echo server: messages, the send future, pings, and a close.
 async fn exercise_echo(url: String) {
     let _ = env_logger::builder().is_test(true).try_init();
@@ -286,14 +296,11 @@ async fn the_client_offers_protocols_and_headers() {
             .protocols(["v2"]),
         );
     });
-    let (tx, mut rx) = unbounded_channel();
+    let (on_connect, mut rx) = reporting_texts();
     let ws = WebSocket::builder(server.url("/proto"))
         .protocols(["v1", "v2"])
         .header("X-Token", "abc")
-        .on_connect(move |ws| {
-            let tx = tx.clone();
-            ws.on_text(move |_, t| drop(tx.send(t.to_string())));
-        })
+        .on_connect(on_connect)
         .connect()
         .await
         .unwrap();
@@ -375,13 +382,10 @@ async fn wss_from_our_client_to_our_server() {
         cfg.service(switchboard::websocket("/secure", echo));
     });
     let url = format!("wss://127.0.0.1:{}/secure", server.addr.port());
-    let (tx, mut rx) = unbounded_channel();
+    let (on_connect, mut rx) = reporting_texts();
     let ws = WebSocket::builder(&url)
         .tls(client_tls)
-        .on_connect(move |ws| {
-            let tx = tx.clone();
-            ws.on_text(move |_, t| drop(tx.send(t.to_string())));
-        })
+        .on_connect(on_connect)
         .connect()
         .await
         .unwrap();
