@@ -4,6 +4,9 @@
 # in target/bench/results.jsonl, then medians and ratios (bench/summarize.py).
 #
 #   bench/run.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s per measurement)
+#
+# To run part of it, name the servers and a case pattern (an extended regex), for example:
+#   SERVERS="switchboard tungstenite" CASES='^echo-64k$' bench/run.sh 3 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -11,6 +14,8 @@ seconds=${2:-5}
 out=target/bench
 mkdir -p "$out"
 results="$out/results.jsonl"
+servers=${SERVERS:-raw-tcp switchboard tungstenite actix-ws}
+cases=${CASES:-.}
 : > "$results"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -50,6 +55,7 @@ start_server() {
 # Runs the load generator; tags its JSON line with the server, round and a case name.
 load() {
   local server=$1 round=$2 case=$3; shift 3
+  [[ $case =~ $cases ]] || return 0
   local line
   line=$(taskset -c 1 "$bin/loadgen" "$@" 2>/dev/null || true)
   python3 -c 'import json,sys; d=json.loads(sys.argv[1] or "{\"error\":\"no output\"}"); d.update(server=sys.argv[2], round=int(sys.argv[3]), case=sys.argv[4]); print(json.dumps(d))' \
@@ -57,7 +63,7 @@ load() {
 }
 
 for round in $(seq "$rounds"); do
-  for server in raw-tcp switchboard tungstenite actix-ws; do
+  for server in $servers; do
     port=$(free_port)
     start_server "$server" "$port"
     if [ "$server" = raw-tcp ]; then
@@ -78,9 +84,11 @@ for round in $(seq "$rounds"); do
     load "$server" "$round" echo-32-idle-10k echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --idle 10000 --seconds "$seconds"
     stop_server
     # Memory per connection, on a fresh server.
-    start_server "$server" "$port"
-    load "$server" "$round" connections-10k connections "$ws/echo" --count 10000 --pid "$server_pid"
-    stop_server
+    if [[ connections-10k =~ $cases ]]; then
+      start_server "$server" "$port"
+      load "$server" "$round" connections-10k connections "$ws/echo" --count 10000 --pid "$server_pid"
+      stop_server
+    fi
   done
 done
 python3 bench/summarize.py "$results"

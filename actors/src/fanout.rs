@@ -6,12 +6,18 @@
 //! thread, which queues the frame for all that worker's sessions locally, so a broadcast to N
 //! sessions on W workers costs W cross-thread wakes instead of N. The grouping of a route's
 //! sessions is cached until the route's membership changes.
+//!
+//! Broadcasts bound for a thread wait in its shard's queue until that thread's task runs, and the
+//! task hands out everything queued by then, session by session. Under light load that is one
+//! message; under load, several broadcasts reach each session together, so its connection wakes
+//! once and writes them in one go, instead of once per message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
 
 use actix_rt::ArbiterHandle;
+use parking_lot::Mutex;
 
 use crate::message::Outgoing;
 use crate::session::{SessionId, SessionSink};
@@ -33,10 +39,16 @@ impl Home {
     }
 }
 
+/// A broadcast waiting to be handed out, and the session it skips.
+type Queued = (Outgoing, Option<SessionId>);
+
 /// The sessions of one home.
 struct Shard {
     home: Option<Home>,
     sinks: Vec<(SessionId, Arc<dyn SessionSink>)>,
+    /// Broadcasts for this home not yet handed out; a task on the home's thread is on its way
+    /// whenever this is not empty.
+    queued: Mutex<Vec<Queued>>,
 }
 
 /// A route's sessions, grouped by home.
@@ -58,6 +70,7 @@ impl Fanout {
                 None => shards.push(Shard {
                     home: home.cloned(),
                     sinks: vec![entry],
+                    queued: Mutex::new(Vec::new()),
                 }),
             }
         }
@@ -76,25 +89,108 @@ impl Fanout {
             handed += shard.sinks.iter().filter(|(id, _)| Some(*id) != except).count();
             match &shard.home {
                 Some(home) if home.thread != here => {
-                    let (shard, message, undelivered) = (shard.clone(), message.clone(), undelivered.clone());
-                    let spawned = home
-                        .arbiter
-                        .spawn(async move { deliver_all(&shard, &message, except, &undelivered) });
-                    if !spawned {
-                        log::debug!("a worker thread is gone; its sessions missed a broadcast");
+                    let first = {
+                        let mut queued = shard.queued.lock();
+                        queued.push((message.clone(), except));
+                        queued.len() == 1
+                    };
+                    if first {
+                        let (task_shard, undelivered) = (shard.clone(), undelivered.clone());
+                        let spawned = home.arbiter.spawn(async move {
+                            let batch = std::mem::take(&mut *task_shard.queued.lock());
+                            deliver_all(&task_shard, &batch, &undelivered);
+                        });
+                        if !spawned {
+                            log::debug!("a worker thread is gone; its sessions missed a broadcast");
+                            shard.queued.lock().clear();
+                        }
                     }
                 }
-                _ => deliver_all(shard, message, except, undelivered),
+                _ => deliver_all(shard, &[(message.clone(), except)], undelivered),
             }
         }
         handed
     }
 }
 
-fn deliver_all(shard: &Shard, message: &Outgoing, except: Option<SessionId>, undelivered: &AtomicU64) {
+/// Hands `batch` to every session of `shard`, one session at a time so that each gets the whole
+/// batch before its connection runs.
+fn deliver_all(shard: &Shard, batch: &[Queued], undelivered: &AtomicU64) {
     for (id, sink) in &shard.sinks {
-        if Some(*id) != except && sink.deliver(message).is_err() {
-            undelivered.fetch_add(1, Ordering::Relaxed);
+        for (message, except) in batch {
+            if Some(*id) != *except && sink.deliver(message).is_err() {
+                undelivered.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::message::Message;
+    use crate::session::Undelivered;
+
+    /// Records every delivery, in the order they happened, in a log shared by all sessions.
+    struct Logger {
+        id: SessionId,
+        log: Arc<Mutex<Vec<(SessionId, Message)>>>,
+        done: mpsc::Sender<()>,
+    }
+
+    impl SessionSink for Logger {
+        fn deliver(&self, message: &Outgoing) -> Result<(), Undelivered> {
+            self.log.lock().push((self.id, message.message().clone()));
+            let _ = self.done.send(());
+            Ok(())
+        }
+
+        fn close(&self, _: u16, _: &str) {}
+    }
+
+    #[test]
+    fn broadcasts_queued_for_a_busy_thread_reach_each_session_together() {
+        let _system = actix_rt::System::new();
+        let worker = actix_rt::Arbiter::new();
+        let (home_tx, home_rx) = mpsc::channel();
+        worker.spawn_fn(move || home_tx.send(Home::current()).unwrap());
+        let home = home_rx.recv().unwrap().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = mpsc::channel();
+        let sinks: Vec<(SessionId, Arc<dyn SessionSink>)> = (0..2)
+            .map(|_| {
+                let id = SessionId::next();
+                let sink = Logger {
+                    id,
+                    log: log.clone(),
+                    done: done_tx.clone(),
+                };
+                (id, Arc::new(sink) as Arc<dyn SessionSink>)
+            })
+            .collect();
+        let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, Some(&home), sink)));
+
+        // Keep the worker busy until both broadcasts are queued.
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        worker.spawn_fn(move || release_rx.recv().unwrap());
+        let undelivered = Arc::new(AtomicU64::new(0));
+        assert_eq!(fanout.deliver(&Outgoing::new("one"), None, &undelivered), 2);
+        assert_eq!(fanout.deliver(&Outgoing::new("two"), Some(sinks[1].0), &undelivered), 1);
+        release_tx.send(()).unwrap();
+        for _ in 0..3 {
+            done_rx.recv().unwrap();
+        }
+
+        let (a, b) = (sinks[0].0, sinks[1].0);
+        let expected = vec![
+            (a, Message::from("one")),
+            (a, Message::from("two")),
+            (b, Message::from("one")),
+        ];
+        assert_eq!(*log.lock(), expected);
+        assert_eq!(undelivered.load(Ordering::Relaxed), 0);
+        worker.stop();
     }
 }
