@@ -196,13 +196,13 @@ impl Connection {
         let shared = &self.ws.shared;
         match event {
             Event::Text(text) => {
-                self.last_message = Instant::now();
+                self.last_message = self.last_inbound;
                 shared.metrics.message_in(text.len());
                 let callback = shared.callbacks.lock().text.clone();
                 callbacks::call(callback, &self.ws, text)
             }
             Event::Binary(bytes) => {
-                self.last_message = Instant::now();
+                self.last_message = self.last_inbound;
                 shared.metrics.message_in(bytes.len());
                 let callback = shared.callbacks.lock().binary.clone();
                 callbacks::call(callback, &self.ws, bytes)

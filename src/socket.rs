@@ -17,6 +17,12 @@ use crate::error::SendError;
 use crate::outbound::{FrameKind, Outbound, PushError, Written};
 use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 
+/// Payloads from this size up are sent from the caller's buffer, after a header of their own,
+/// instead of being copied behind the header: for large messages the copy costs more than a second
+/// queue entry (the 64 KiB echo benchmark). Smaller ones stay one buffer. A client masks every
+/// payload, which copies it anyway.
+const SHARED_PAYLOAD_MIN: usize = 16 * 1024;
+
 /// Tells the connection actor what the handle did.
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
@@ -87,10 +93,36 @@ impl Shared {
         }
     }
 
-    /// Queues a data frame; on a full queue, fails the connection with 1008.
-    fn push_data(&self, frame: Bytes) -> Result<u64, PushError> {
-        let len = frame.len();
-        let result = self.outbound.push(frame, FrameKind::Data);
+    /// Queues `message` for [`WebSocket::send`]: encoded straight into the queue, or, for a
+    /// large payload on the server, as a header followed by the payload itself.
+    fn push_message(&self, message: &Message) -> Result<u64, PushError> {
+        let (opcode, payload): (OpCode, &[u8]) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+        };
+        if self.role == Role::Server && payload.len() >= SHARED_PAYLOAD_MIN {
+            let body = match message {
+                Message::Text(text) => text.clone().into_bytes(),
+                Message::Binary(bytes) => bytes.clone(),
+            };
+            let mut head = bytes::BytesMut::with_capacity(protocol::MAX_HEADER_LEN);
+            protocol::encode_unmasked_header(&mut head, opcode, true, body.len());
+            let len = head.len() + body.len();
+            return self.push_data(len, |queue| queue.push_parts(head.freeze(), body, FrameKind::Data));
+        }
+        let mask = (self.role == Role::Client).then(protocol::random_mask);
+        let len = protocol::frame_len(payload.len(), mask.is_some());
+        self.push_data(len, |queue| {
+            queue.push_encoded(len, FrameKind::Data, |buf| {
+                protocol::encode_frame(buf, opcode, true, payload, mask);
+            })
+        })
+    }
+
+    /// Queues a data frame of `len` bytes with `push`; on a full queue, fails the connection with
+    /// 1008.
+    fn push_data(&self, len: usize, push: impl FnOnce(&Outbound) -> Result<u64, PushError>) -> Result<u64, PushError> {
+        let result = push(&self.outbound);
         match result {
             Ok(_) => self.metrics.message_out(len),
             Err(PushError::Full) => {
@@ -148,7 +180,7 @@ impl SessionSink for Shared {
             Role::Server => message.frame(|m| self.encode_message(m)),
             Role::Client => self.encode_message(message.message()),
         };
-        match self.push_data(frame) {
+        match self.push_data(frame.len(), |queue| queue.push(frame, FrameKind::Data)) {
             Ok(_) => Ok(()),
             Err(PushError::Closed) => Err(Undelivered::Closed),
             Err(PushError::Full) => Err(Undelivered::QueueFull),
@@ -182,8 +214,7 @@ impl WebSocket {
     /// outbound queue is full, or it ends before the frame is written.
     pub fn send(&self, message: impl Into<Message>) -> SendFuture {
         let message = message.into();
-        let frame = self.shared.encode_message(&message);
-        match self.shared.push_data(frame) {
+        match self.shared.push_message(&message) {
             Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, message),
             Err(PushError::Closed) => SendFuture::failed(SendError::Closed(message)),
             Err(PushError::Full) => SendFuture::failed(SendError::QueueFull(message)),

@@ -24,13 +24,26 @@ pub enum Event {
     Close(Option<CloseFrame>),
 }
 
+/// Most bytes reserved for a frame's payload before they arrive.
+///
+/// A payload that did not arrive whole gets its own buffer, so that each later read is copied
+/// once, unmasked in place while it is hot in the cache, and never moved by a reallocation. Only
+/// this much is reserved up front: a peer could otherwise send a header claiming `max_frame`
+/// bytes per connection and have us commit all that memory before sending any of it. Longer
+/// payloads grow as their bytes arrive.
+const PAYLOAD_RESERVE_MAX: usize = 256 * 1024;
+
 /// The header of the frame whose payload is arriving, and how much of it is already unmasked.
 #[derive(Debug)]
 struct PendingFrame {
     header: FrameHeader,
     len: usize,
-    /// Payload bytes at the front of the buffer already unmasked (and UTF-8 checked if text).
+    /// Payload bytes already unmasked (and UTF-8 checked if text): at the front of the input
+    /// buffer, or of `payload`.
     done: usize,
+    /// The payload so far, unmasked, when the frame did not arrive whole: later reads go straight
+    /// here instead of through the input buffer.
+    payload: Option<BytesMut>,
 }
 
 /// A fragmented message being put back together.
@@ -85,13 +98,34 @@ impl Decoder {
     }
 
     /// Appends bytes received from the peer.
+    ///
+    /// Bytes of a frame payload already under way are copied to that payload and unmasked;
+    /// the rest waits in the input buffer for [`Decoder::next_event`].
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        let mut input = bytes;
+        if let Some(PendingFrame {
+            header,
+            len,
+            payload: Some(payload),
+            ..
+        }) = &mut self.frame
+        {
+            // While a payload fills, the input buffer is empty: every byte before it was taken.
+            let (now, rest) = input.split_at((*len - payload.len()).min(input.len()));
+            append_unmasked(payload, now, header.mask);
+            input = rest;
+        }
+        self.buf.extend_from_slice(input);
     }
 
     /// How many received bytes are buffered and not yet returned as events.
     pub fn buffered(&self) -> usize {
-        self.buf.len() + self.message.as_ref().map_or(0, |m| m.data.len())
+        let payload = self
+            .frame
+            .as_ref()
+            .and_then(|f| f.payload.as_ref())
+            .map_or(0, BytesMut::len);
+        self.buf.len() + payload + self.message.as_ref().map_or(0, |m| m.data.len())
     }
 
     /// The next complete event, or `Ok(None)` when more bytes are needed.
@@ -109,6 +143,15 @@ impl Decoder {
             let Some(frame) = self.frame.as_mut() else {
                 return Ok(None);
             };
+            if frame.payload.is_some() {
+                match self.take_direct_payload()? {
+                    Some((header, payload)) => match self.finish_frame(header, payload)? {
+                        Some(event) => return Ok(Some(event)),
+                        None => continue,
+                    },
+                    None => return Ok(None),
+                }
+            }
             let (header, len, done) = (frame.header, frame.len, frame.done);
             let available = len.min(self.buf.len());
             if available > done {
@@ -135,8 +178,43 @@ impl Decoder {
         self.buf.advance(header_len);
         // check_header bounded the length by max_frame, a usize.
         let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength)?;
-        self.frame = Some(PendingFrame { header, len, done: 0 });
+        let payload = (self.buf.len() < len).then(|| {
+            let mut payload = BytesMut::with_capacity(len.min(PAYLOAD_RESERVE_MAX));
+            append_unmasked(&mut payload, &self.buf, header.mask);
+            self.buf.clear();
+            payload
+        });
+        self.frame = Some(PendingFrame {
+            header,
+            len,
+            done: 0,
+            payload,
+        });
         Ok(true)
+    }
+
+    /// Checks what arrived of a payload filled by [`Decoder::feed`]; answers it once whole.
+    fn take_direct_payload(&mut self) -> Result<Option<(FrameHeader, Bytes)>, ProtocolError> {
+        let text_message = self.message.as_ref().is_some_and(|m| m.text);
+        let Some(frame) = self.frame.as_mut() else {
+            return Ok(None);
+        };
+        let Some(payload) = frame.payload.as_ref() else {
+            return Ok(None);
+        };
+        let text = frame.header.opcode == OpCode::Text || (frame.header.opcode == OpCode::Continuation && text_message);
+        if text {
+            let fresh = payload.get(frame.done..).unwrap_or_default();
+            self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        frame.done = payload.len();
+        if payload.len() < frame.len {
+            return Ok(None);
+        }
+        let header = frame.header;
+        let payload = frame.payload.take().unwrap_or_default().freeze();
+        self.frame = None;
+        Ok(Some((header, payload)))
     }
 
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
@@ -244,6 +322,15 @@ impl Decoder {
     }
 }
 
+/// Appends `bytes` to `payload`, unmasking them with `mask` if the frame is masked.
+fn append_unmasked(payload: &mut BytesMut, bytes: &[u8], mask: Option<[u8; 4]>) {
+    let start = payload.len();
+    payload.extend_from_slice(bytes);
+    if let (Some(key), Some(fresh)) = (mask, payload.get_mut(start..)) {
+        apply_mask(fresh, key, start);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::frame::encode_frame;
@@ -283,6 +370,34 @@ mod tests {
             events.extend(decode_all(&mut d, std::slice::from_ref(b)).unwrap());
         }
         assert_eq!(events, vec![text("héllo")]);
+    }
+
+    #[test]
+    fn a_payload_arriving_in_pieces_is_unmasked_as_it_comes() {
+        let mut d = Decoder::new(Role::Server, 1 << 20, 1 << 20);
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = client_frame(OpCode::Binary, true, &payload);
+        bytes.extend(client_frame(OpCode::Text, true, "after".as_bytes()));
+        let mut events = Vec::new();
+        for piece in bytes.chunks(7_919) {
+            events.extend(decode_all(&mut d, piece).unwrap());
+            assert!(d.buffered() <= bytes.len());
+        }
+        assert_eq!(events, vec![Event::Binary(Bytes::from(payload)), text("after")]);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_payload_arriving_in_pieces_fails_at_its_piece() {
+        let mut payload = vec![b'a'; 5_000];
+        payload[3_000] = 0xFF;
+        let frame = client_frame(OpCode::Text, true, &payload);
+        let mut d = Decoder::new(Role::Server, 1 << 16, 1 << 16);
+        assert_eq!(decode_all(&mut d, &frame[..2_000]).unwrap(), vec![]);
+        assert_eq!(
+            decode_all(&mut d, &frame[2_000..3_500]),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 
     #[test]

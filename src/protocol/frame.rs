@@ -142,19 +142,7 @@ impl FrameHeader {
 /// Appends one whole frame to `dst`: header, then the payload, masked when `mask` is given.
 pub fn encode_frame(dst: &mut BytesMut, opcode: OpCode, fin: bool, payload: &[u8], mask: Option<[u8; 4]>) {
     dst.reserve(MAX_HEADER_LEN + payload.len());
-    dst.put_u8(u8::from(fin) << 7 | opcode.bits());
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        len @ 0..=125 => dst.put_u8(mask_bit | len as u8),
-        len @ 126..=0xFFFF => {
-            dst.put_u8(mask_bit | 126);
-            dst.put_u16(len as u16);
-        }
-        len => {
-            dst.put_u8(mask_bit | 127);
-            dst.put_u64(len as u64);
-        }
-    }
+    encode_header(dst, opcode, fin, payload.len(), mask.is_some());
     match mask {
         Some(key) => {
             dst.put_slice(&key);
@@ -168,9 +156,60 @@ pub fn encode_frame(dst: &mut BytesMut, opcode: OpCode, fin: bool, payload: &[u8
     }
 }
 
+/// The encoded size of a frame with a `payload_len`-byte payload.
+pub fn frame_len(payload_len: usize, masked: bool) -> usize {
+    let len_bytes = match payload_len {
+        0..=125 => 0,
+        126..=0xFFFF => 2,
+        _ => 8,
+    };
+    2 + len_bytes + if masked { 4 } else { 0 } + payload_len
+}
+
+/// Appends the header of an unmasked frame whose `len`-byte payload will follow separately, so
+/// that a large payload can be written from where it is instead of copied after its header.
+pub fn encode_unmasked_header(dst: &mut BytesMut, opcode: OpCode, fin: bool, len: usize) {
+    dst.reserve(MAX_HEADER_LEN);
+    encode_header(dst, opcode, fin, len, false);
+}
+
+/// The first byte and the length bytes; the mask key, if any, is the caller's to append.
+fn encode_header(dst: &mut BytesMut, opcode: OpCode, fin: bool, len: usize, masked: bool) {
+    dst.put_u8(u8::from(fin) << 7 | opcode.bits());
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match len {
+        len @ 0..=125 => dst.put_u8(mask_bit | len as u8),
+        len @ 126..=0xFFFF => {
+            dst.put_u8(mask_bit | 126);
+            dst.put_u16(len as u16);
+        }
+        len => {
+            dst.put_u8(mask_bit | 127);
+            dst.put_u64(len as u64);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_separate_header_and_payload_are_the_same_bytes_as_one_frame() {
+        for len in [0, 125, 126, 0xFFFF, 0x1_0000] {
+            let payload = vec![7u8; len];
+            let mut whole = BytesMut::new();
+            encode_frame(&mut whole, OpCode::Binary, true, &payload, None);
+            let mut split = BytesMut::new();
+            encode_unmasked_header(&mut split, OpCode::Binary, true, len);
+            split.extend_from_slice(&payload);
+            assert_eq!(split, whole, "payload of {len} bytes");
+            assert_eq!(frame_len(len, false), whole.len());
+            let mut masked = BytesMut::new();
+            encode_frame(&mut masked, OpCode::Binary, true, &payload, Some([1, 2, 3, 4]));
+            assert_eq!(frame_len(len, true), masked.len());
+        }
+    }
 
     #[test]
     fn parses_the_rfc_examples() {

@@ -24,7 +24,9 @@ mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use decoder::{Decoder, Event};
-pub use frame::{encode_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+pub use frame::{
+    encode_frame, encode_unmasked_header, frame_len, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
 pub use mask::{apply_mask, random_mask};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 

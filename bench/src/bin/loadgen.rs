@@ -195,10 +195,55 @@ fn percentiles(mut micros: Vec<u32>) -> serde_json::Value {
 
 /// The payload of message `seq`: its number in the first 16 bytes (hex, so text stays ASCII),
 /// then filler.
-fn payload(seq: u64, size: usize) -> Vec<u8> {
-    let mut bytes = format!("{seq:016x}").into_bytes();
-    bytes.resize(size.max(16), b'x');
-    bytes
+/// The echo payloads: a message's first 16 bytes are its sequence number in hex and the rest is
+/// filler, so each echo is checked byte for byte against what was sent without keeping a copy.
+/// Made without formatting or per-check allocation: at half a million messages a second the load
+/// generator's own cost per message decides what it can measure.
+struct Payloads {
+    filler: Vec<u8>,
+}
+
+impl Payloads {
+    fn new(size: usize) -> Payloads {
+        Payloads {
+            filler: vec![b'x'; size.max(16)],
+        }
+    }
+
+    /// The payload length (at least 16 bytes).
+    fn len(&self) -> usize {
+        self.filler.len()
+    }
+
+    /// Appends payload `seq` to `out`.
+    fn write(&self, seq: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.filler);
+        if let Some(head) = out.get_mut(start..start + 16) {
+            head.copy_from_slice(&hex16(seq));
+        }
+    }
+
+    fn make(&self, seq: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        self.write(seq, &mut out);
+        out
+    }
+
+    /// Whether `data` is payload `seq`.
+    fn matches(&self, seq: u64, data: &[u8]) -> bool {
+        data.len() == self.len() && data.get(..16) == Some(&hex16(seq)[..]) && data.get(16..) == self.filler.get(16..)
+    }
+}
+
+/// `seq` as 16 lowercase hex digits.
+fn hex16(seq: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        let nibble = (seq >> (60 - 4 * i)) & 0xF;
+        *digit = b"0123456789abcdef".get(nibble as usize).copied().unwrap_or(b'0');
+    }
+    out
 }
 
 async fn echo(
@@ -268,8 +313,9 @@ async fn echo_ws(
 ) -> Result<Vec<u32>, String> {
     let ws = connect(url, read_buffer_for(in_flight * (size + 14))).await?;
     let (mut sink, mut stream) = ws.split();
+    let payloads = Payloads::new(size);
     let make = |seq: u64| {
-        let bytes = payload(seq, size);
+        let bytes = payloads.make(seq);
         if binary {
             Message::binary(bytes)
         } else {
@@ -295,14 +341,15 @@ async fn echo_ws(
                 _ => continue,
             };
             let (expected, sent_at) = pending.pop_front().unwrap_or((expected, sent_at));
-            if data != payload(expected, size).as_slice() {
+            if !payloads.matches(expected, data) {
                 return Err(format!("echo {expected} does not match what was sent"));
             }
-            rtts.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            let now = Instant::now();
+            rtts.push(rtt_us(sent_at, now));
             done.fetch_add(1, Ordering::Relaxed);
-            if Instant::now() < deadline {
+            if now < deadline {
                 sink.feed(make(seq)).await.map_err(|e| e.to_string())?;
-                pending.push_back((seq, Instant::now()));
+                pending.push_back((seq, now));
                 seq += 1;
             }
             next = stream.next().now_or_never();
@@ -331,26 +378,26 @@ async fn echo_raw(
         126..=65535 => 8,
         _ => 14,
     };
-    let frame = |seq: u64| {
-        let mut bytes = vec![0u8; header];
-        bytes.extend_from_slice(&payload(seq, size));
-        bytes
+    let payloads = Payloads::new(size);
+    let frame = |seq: u64, out: &mut Vec<u8>| {
+        out.resize(out.len() + header, 0);
+        payloads.write(seq, out);
     };
-    let message_len = header + size.max(16);
+    let message_len = header + payloads.len();
     let (mut read, mut write) = tcp.split();
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0u64;
     let mut out = Vec::new();
     for _ in 0..in_flight {
-        out.extend_from_slice(&frame(seq));
+        frame(seq, &mut out);
         pending.push_back((seq, Instant::now()));
         seq += 1;
     }
     write.write_all(&out).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(64 << 10);
     let mut rtts = Vec::new();
+    let mut chunk = vec![0u8; (64 << 10).max(message_len)];
     while !pending.is_empty() {
-        let mut chunk = vec![0u8; (64 << 10).max(message_len)];
         let n = read.read(&mut chunk).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("connection closed".into());
@@ -362,15 +409,18 @@ async fn echo_raw(
             let Some((expected, sent_at)) = pending.pop_front() else {
                 break;
             };
-            if buf.get(consumed..consumed + message_len) != Some(frame(expected).as_slice()) {
+            let echoed = buf.get(consumed..consumed + message_len).unwrap_or_default();
+            let (head, data) = echoed.split_at(header.min(echoed.len()));
+            if head.iter().any(|&b| b != 0) || !payloads.matches(expected, data) {
                 return Err(format!("echo {expected} does not match what was sent"));
             }
             consumed += message_len;
-            rtts.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            let now = Instant::now();
+            rtts.push(rtt_us(sent_at, now));
             done.fetch_add(1, Ordering::Relaxed);
-            if Instant::now() < deadline {
-                out.extend_from_slice(&frame(seq));
-                pending.push_back((seq, Instant::now()));
+            if now < deadline {
+                frame(seq, &mut out);
+                pending.push_back((seq, now));
                 seq += 1;
             }
         }
@@ -380,6 +430,11 @@ async fn echo_raw(
         }
     }
     Ok(rtts)
+}
+
+/// Microseconds from `sent` to `now`, saturated to fit the histogram's `u32`.
+fn rtt_us(sent: Instant, now: Instant) -> u32 {
+    now.duration_since(sent).as_micros().min(u128::from(u32::MAX)) as u32
 }
 
 async fn broadcast(
@@ -501,4 +556,26 @@ async fn connections(url: &str, count: usize, pid: Option<u32>) -> Result<serde_
         "connects_per_s": count as f64 / elapsed, "rss_before": before, "rss_after": after,
         "rss_per_connection": per_connection,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_their_sequence_number_and_check_every_byte() {
+        assert_eq!(&hex16(0x1234_abcd), b"000000001234abcd");
+        let payloads = Payloads::new(32);
+        let sent = payloads.make(7);
+        assert_eq!(sent.len(), 32);
+        assert!(payloads.matches(7, &sent));
+        assert!(!payloads.matches(8, &sent));
+        let mut changed = sent.clone();
+        if let Some(last) = changed.last_mut() {
+            *last = b'y';
+        }
+        assert!(!payloads.matches(7, &changed));
+        assert!(!payloads.matches(7, sent.get(..31).unwrap_or_default()));
+        assert_eq!(Payloads::new(4).len(), 16);
+    }
 }
