@@ -49,6 +49,8 @@ struct Shard {
     /// Broadcasts for this home not yet handed out; a task on the home's thread is on its way
     /// whenever this is not empty.
     queued: Mutex<Vec<Queued>>,
+    /// Counts hand-outs, to start each at a different session.
+    rounds: AtomicU64,
 }
 
 /// A route's sessions, grouped by home.
@@ -71,6 +73,7 @@ impl Fanout {
                     home: home.cloned(),
                     sinks: vec![entry],
                     queued: Mutex::new(Vec::new()),
+                    rounds: AtomicU64::new(0),
                 }),
             }
         }
@@ -115,8 +118,15 @@ impl Fanout {
 
 /// Hands `batch` to every session of `shard`, one session at a time so that each gets the whole
 /// batch before its connection runs.
+///
+/// Each hand-out starts at a different session, spread over the shard, and wraps around: in a
+/// fixed order the same sessions would always be written last, a whole fan-out behind the first.
 fn deliver_all(shard: &Shard, batch: &[Queued], undelivered: &AtomicU64) {
-    for (id, sink) in &shard.sinks {
+    let round = shard.rounds.fetch_add(1, Ordering::Relaxed);
+    // Fibonacci hashing spreads consecutive rounds over the whole shard.
+    let start = (round.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % shard.sinks.len().max(1);
+    let (tail, head) = shard.sinks.split_at(start);
+    for (id, sink) in head.iter().chain(tail) {
         for (message, except) in batch {
             if Some(*id) != *except && sink.deliver(message).is_err() {
                 undelivered.fetch_add(1, Ordering::Relaxed);
@@ -183,14 +193,55 @@ mod tests {
             done_rx.recv().unwrap();
         }
 
+        // Session a gets both broadcasts back to back, in order; b, skipped by the second, one.
         let (a, b) = (sinks[0].0, sinks[1].0);
-        let expected = vec![
+        let a_first = vec![
             (a, Message::from("one")),
             (a, Message::from("two")),
             (b, Message::from("one")),
         ];
-        assert_eq!(*log.lock(), expected);
+        let b_first = vec![
+            (b, Message::from("one")),
+            (a, Message::from("one")),
+            (a, Message::from("two")),
+        ];
+        let log = log.lock().clone();
+        assert!(log == a_first || log == b_first, "{log:?}");
         assert_eq!(undelivered.load(Ordering::Relaxed), 0);
         worker.stop();
+    }
+
+    #[test]
+    fn hand_outs_do_not_always_start_at_the_same_session() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (done, _) = mpsc::channel();
+        let sinks: Vec<(SessionId, Arc<dyn SessionSink>)> = (0..4)
+            .map(|_| {
+                let id = SessionId::next();
+                let sink = Logger {
+                    id,
+                    log: log.clone(),
+                    done: done.clone(),
+                };
+                (id, Arc::new(sink) as Arc<dyn SessionSink>)
+            })
+            .collect();
+        // No home: delivered on this thread, at once.
+        let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, None, sink)));
+        let undelivered = Arc::new(AtomicU64::new(0));
+        let mut firsts = std::collections::HashSet::new();
+        for round in 0..8 {
+            log.lock().clear();
+            assert_eq!(
+                fanout.deliver(&Outgoing::new(format!("{round}")), None, &undelivered),
+                4
+            );
+            let served: Vec<SessionId> = log.lock().iter().map(|(id, _)| *id).collect();
+            let mut sorted = served.clone();
+            sorted.sort();
+            assert_eq!(sorted, sinks.iter().map(|(id, _)| *id).collect::<Vec<_>>(), "each once");
+            firsts.insert(served[0]);
+        }
+        assert!(firsts.len() > 1, "every hand-out started at the same session");
     }
 }
