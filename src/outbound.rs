@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 /// Frames up to this size are copied into the open buffer; larger ones are queued as they are,
 /// since copying them would cost more than a chunk of their own.
-const COALESCE_MAX: usize = 4 * 1024;
+pub(crate) const COALESCE_MAX: usize = 4 * 1024;
 
 /// The least the open buffer grows by: room for a burst of small frames in one allocation.
 const OPEN_MIN: usize = 1024;
@@ -139,7 +139,9 @@ impl Outbound {
     ) -> Result<u64, PushError> {
         let mut state = self.state.lock();
         state.admit(len, kind)?;
-        state.open.reserve(len.max(OPEN_MIN));
+        if state.open.capacity() - state.open.len() < len {
+            state.open.reserve(len.max(OPEN_MIN));
+        }
         let before = state.open.len();
         encode(&mut state.open);
         let added = state.open.len() - before;

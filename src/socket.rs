@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::callbacks::{Callback, Callbacks};
 use crate::error::SendError;
-use crate::outbound::{FrameKind, Outbound, PushError, Written};
+use crate::outbound::{FrameKind, Outbound, PushError, Written, COALESCE_MAX};
 use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 
 /// Payloads from this size up are sent from the caller's buffer, after a header of their own,
@@ -112,6 +112,11 @@ impl Shared {
         }
         let mask = (self.role == Role::Client).then(protocol::random_mask);
         let len = protocol::frame_len(payload.len(), mask.is_some());
+        if len > COALESCE_MAX {
+            // Too big to encode under the queue's lock: a buffer of its own, encoded here.
+            let frame = self.encode(opcode, payload);
+            return self.push_data(len, |queue| queue.push(frame, FrameKind::Data));
+        }
         self.push_data(len, |queue| {
             queue.push_encoded(len, FrameKind::Data, |buf| {
                 protocol::encode_frame(buf, opcode, true, payload, mask);
