@@ -20,7 +20,8 @@ use futures_util::Stream;
 use parking_lot::Mutex;
 
 /// Frames up to this size are copied into the open buffer; larger ones are queued as they are,
-/// since copying them would cost more than a chunk of their own.
+/// since copying them would cost more than a chunk of their own. `WebSocket::send` uses the same
+/// line to queue a server's large payload by reference.
 pub(crate) const COALESCE_MAX: usize = 4 * 1024;
 
 /// The least the open buffer grows by: room for a burst of small frames in one allocation.
@@ -80,8 +81,6 @@ struct State {
     chunks: VecDeque<Chunk>,
     /// Small frames queued after the last chunk, back to back: the next chunk.
     open: BytesMut,
-    /// The sequence number of the last frame in `open`.
-    open_last: u64,
     queued_bytes: usize,
     limit: usize,
     /// The last chunk handed out was a header whose payload is the front chunk: that chunk goes
@@ -146,7 +145,6 @@ impl Outbound {
         encode(&mut state.open);
         let added = state.open.len() - before;
         let (seq, reader) = state.queued(added, kind);
-        state.open_last = seq;
         drop(state);
         wake(reader);
         Ok(seq)
@@ -328,6 +326,9 @@ impl State {
 
     /// The open buffer's frames as one chunk; the buffer keeps its spare room unless that is
     /// more than an idle connection should hold.
+    ///
+    /// The open buffer ends with the last frame pushed: a frame queued as a chunk of its own
+    /// first closes the open buffer.
     fn take_open(&mut self) -> Chunk {
         let bytes = self.open.split().freeze();
         if self.open.capacity() > OPEN_RETAIN_MAX {
@@ -335,7 +336,7 @@ impl State {
         }
         Chunk {
             bytes,
-            last: Some(self.open_last),
+            last: Some(self.pushed),
         }
     }
 

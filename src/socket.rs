@@ -17,11 +17,13 @@ use crate::error::SendError;
 use crate::outbound::{FrameKind, Outbound, PushError, Written, COALESCE_MAX};
 use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 
-/// Payloads from this size up are sent from the caller's buffer, after a header of their own,
-/// instead of being copied behind the header: for large messages the copy costs more than a second
-/// queue entry (the 64 KiB echo benchmark). Smaller ones stay one buffer. A client masks every
-/// payload, which copies it anyway.
-const SHARED_PAYLOAD_MIN: usize = 16 * 1024;
+/// A data message's opcode and payload.
+fn frame_parts(message: &Message) -> (OpCode, &[u8]) {
+    match message {
+        Message::Text(text) => (OpCode::Text, text.as_bytes()),
+        Message::Binary(bytes) => (OpCode::Binary, bytes),
+    }
+}
 
 /// Tells the connection actor what the handle did.
 #[derive(Debug, actix::Message)]
@@ -87,41 +89,37 @@ impl Shared {
     }
 
     fn encode_message(&self, message: &Message) -> Bytes {
-        match message {
-            Message::Text(text) => self.encode(OpCode::Text, text.as_bytes()),
-            Message::Binary(bytes) => self.encode(OpCode::Binary, bytes),
-        }
+        let (opcode, payload) = frame_parts(message);
+        self.encode(opcode, payload)
     }
 
-    /// Queues `message` for [`WebSocket::send`]: encoded straight into the queue, or, for a
-    /// large payload on the server, as a header followed by the payload itself.
+    /// Queues `message` for [`WebSocket::send`]. A small frame is encoded straight into the
+    /// queue. A large one on the server goes as a header followed by the payload itself, not
+    /// copied; a client masks every payload, which copies it anyway, so it encodes a large frame
+    /// into a buffer of its own, outside the queue's lock.
     fn push_message(&self, message: &Message) -> Result<u64, PushError> {
-        let (opcode, payload): (OpCode, &[u8]) = match message {
-            Message::Text(text) => (OpCode::Text, text.as_bytes()),
-            Message::Binary(bytes) => (OpCode::Binary, bytes),
-        };
-        if self.role == Role::Server && payload.len() >= SHARED_PAYLOAD_MIN {
-            let body = match message {
-                Message::Text(text) => text.clone().into_bytes(),
-                Message::Binary(bytes) => bytes.clone(),
-            };
-            let mut head = bytes::BytesMut::with_capacity(protocol::MAX_HEADER_LEN);
-            protocol::encode_unmasked_header(&mut head, opcode, true, body.len());
-            let len = head.len() + body.len();
-            return self.push_data(len, |queue| queue.push_parts(head.freeze(), body, FrameKind::Data));
+        let (opcode, payload) = frame_parts(message);
+        let client = self.role == Role::Client;
+        let len = protocol::frame_len(payload.len(), client);
+        if len <= COALESCE_MAX {
+            let mask = client.then(protocol::random_mask);
+            return self.push_data(len, |queue| {
+                queue.push_encoded(len, FrameKind::Data, |buf| {
+                    protocol::encode_frame(buf, opcode, true, payload, mask);
+                })
+            });
         }
-        let mask = (self.role == Role::Client).then(protocol::random_mask);
-        let len = protocol::frame_len(payload.len(), mask.is_some());
-        if len > COALESCE_MAX {
-            // Too big to encode under the queue's lock: a buffer of its own, encoded here.
+        if client {
             let frame = self.encode(opcode, payload);
             return self.push_data(len, |queue| queue.push(frame, FrameKind::Data));
         }
-        self.push_data(len, |queue| {
-            queue.push_encoded(len, FrameKind::Data, |buf| {
-                protocol::encode_frame(buf, opcode, true, payload, mask);
-            })
-        })
+        let mut head = bytes::BytesMut::with_capacity(protocol::MAX_HEADER_LEN);
+        protocol::encode_unmasked_header(&mut head, opcode, true, payload.len());
+        let body = match message {
+            Message::Text(text) => text.clone().into_bytes(),
+            Message::Binary(bytes) => bytes.clone(),
+        };
+        self.push_data(len, |queue| queue.push_parts(head.freeze(), body, FrameKind::Data))
     }
 
     /// Queues a data frame of `len` bytes with `push`; on a full queue, fails the connection with

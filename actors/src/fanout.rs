@@ -160,6 +160,25 @@ mod tests {
         fn close(&self, _: u16, _: &str) {}
     }
 
+    /// `count` sessions logging into `log`, each delivery also signalled on `done`.
+    fn loggers(
+        count: usize,
+        log: &Arc<Mutex<Vec<(SessionId, Message)>>>,
+        done: &mpsc::Sender<()>,
+    ) -> Vec<(SessionId, Arc<dyn SessionSink>)> {
+        (0..count)
+            .map(|_| {
+                let id = SessionId::next();
+                let sink = Logger {
+                    id,
+                    log: log.clone(),
+                    done: done.clone(),
+                };
+                (id, Arc::new(sink) as Arc<dyn SessionSink>)
+            })
+            .collect()
+    }
+
     #[test]
     fn broadcasts_queued_for_a_busy_thread_reach_each_session_together() {
         let _system = actix_rt::System::new();
@@ -169,17 +188,7 @@ mod tests {
         let home = home_rx.recv().unwrap().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, done_rx) = mpsc::channel();
-        let sinks: Vec<(SessionId, Arc<dyn SessionSink>)> = (0..2)
-            .map(|_| {
-                let id = SessionId::next();
-                let sink = Logger {
-                    id,
-                    log: log.clone(),
-                    done: done_tx.clone(),
-                };
-                (id, Arc::new(sink) as Arc<dyn SessionSink>)
-            })
-            .collect();
+        let sinks = loggers(2, &log, &done_tx);
         let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, Some(&home), sink)));
 
         // Keep the worker busy until both broadcasts are queued.
@@ -215,17 +224,7 @@ mod tests {
     fn hand_outs_do_not_always_start_at_the_same_session() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (done, _) = mpsc::channel();
-        let sinks: Vec<(SessionId, Arc<dyn SessionSink>)> = (0..4)
-            .map(|_| {
-                let id = SessionId::next();
-                let sink = Logger {
-                    id,
-                    log: log.clone(),
-                    done: done.clone(),
-                };
-                (id, Arc::new(sink) as Arc<dyn SessionSink>)
-            })
-            .collect();
+        let sinks = loggers(4, &log, &done);
         // No home: delivered on this thread, at once.
         let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, None, sink)));
         let undelivered = Arc::new(AtomicU64::new(0));
