@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer};
 use clap::Parser;
-use switchboard::{Config, Hub, WebSocket};
+use switchboard::{Config, Hub, Server, WebSocket};
 
 /// Big enough for the 64 KiB and the multi-megabyte benchmark messages.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -27,6 +27,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Serve through `actix_web::HttpServer` instead of `switchboard::Server`, to compare the two.
+    #[arg(long)]
+    actix_http_server: bool,
 }
 
 #[actix_web::main]
@@ -40,7 +43,7 @@ async fn main() -> std::io::Result<()> {
     config.max_frame_size = MAX_MESSAGE;
     config.max_outbound_queue = 4 * MAX_MESSAGE;
     config.ping_interval = None;
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         let hub = app_hub.clone();
         App::new()
             .service(
@@ -53,19 +56,27 @@ async fn main() -> std::io::Result<()> {
                     .config(config.clone())
                     .hub(&app_hub),
             )
-    })
-    .client_disconnect_timeout(Duration::ZERO)
-    .backlog(4096)
-    .max_connections(100_000)
-    .disable_signals();
-    if let Some(workers) = args.workers {
-        server = server.workers(workers);
-    }
-    let server = server.bind(&args.addr)?;
-    for addr in server.addrs() {
-        log::info!("listening on {addr}");
-    }
-    let server = server.run();
+    };
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let server = if args.actix_http_server {
+        HttpServer::new(app)
+            .client_disconnect_timeout(Duration::ZERO)
+            .backlog(4096)
+            .max_connections(100_000)
+            .disable_signals()
+            .workers(workers)
+            .bind(&args.addr)?
+            .run()
+    } else {
+        Server::new(app)
+            .backlog(4096)
+            .max_connections(100_000)
+            .disable_signals()
+            .workers(workers)
+            .bind(&args.addr)?
+            .run()
+    };
+    log::info!("listening on {}", args.addr);
     switchboard::shutdown::on_signal(hub, server.handle(), Duration::from_secs(5));
     server.await
 }

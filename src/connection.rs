@@ -124,7 +124,7 @@ impl Actor for Connection {
 impl<E: Display + 'static> StreamHandler<Result<Bytes, E>> for Connection {
     fn handle(&mut self, item: Result<Bytes, E>, ctx: &mut Context<Self>) {
         match item {
-            Ok(bytes) => self.on_bytes(&bytes, ctx),
+            Ok(bytes) => self.on_bytes(bytes, ctx),
             Err(error) => {
                 log::debug!("session {}: read error: {error}", self.ws.id());
                 self.ws
@@ -167,12 +167,12 @@ impl Handler<Control> for Connection {
 }
 
 impl Connection {
-    fn on_bytes(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+    fn on_bytes(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
         if self.failed {
             return;
         }
         self.last_inbound = Instant::now();
-        self.decoder.feed(bytes);
+        self.decoder.feed_bytes(bytes);
         loop {
             match self.decoder.next_event() {
                 Ok(Some(Event::Close(frame))) => return self.on_peer_close(frame, ctx),

@@ -67,8 +67,10 @@ mod limits;
 mod outbound;
 pub mod protocol;
 mod route;
+mod server;
 pub mod shutdown;
 mod socket;
+mod takeover;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;
@@ -76,6 +78,7 @@ pub use error::SendError;
 pub use handshake::{accept_key, HandshakeRejection};
 pub use protocol::{CloseCode, CloseFrame};
 pub use route::{websocket, WebSocketRoute};
+pub use server::Server;
 /// The serde_json version [`WebSocket::send_json`] and [`WebSocket::on_json`] use.
 pub use serde_json;
 pub use socket::{SendFuture, WebSocket};

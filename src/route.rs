@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use switchboard_actors::Hub;
 
 use crate::config::Config;
@@ -17,6 +17,7 @@ use crate::limits::ConnectionSlots;
 use crate::outbound::OutboundStream;
 use crate::protocol::Role;
 use crate::socket::WebSocket;
+use crate::takeover::{OwnsSocket, Takeover};
 
 type Handler = Rc<dyn Fn(&HttpRequest, WebSocket)>;
 type Hook = Rc<dyn Fn(&HttpRequest) -> Result<HeaderMap, HandshakeRejection>>;
@@ -220,8 +221,16 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
             "internal error",
         ));
     }
-    let outbound = pending.outbound();
     log::debug!("session {} upgraded on {} ({})", ws.id(), state.name, req.path());
+    if req.extensions().contains::<OwnsSocket>() {
+        // switchboard::Server writes this 101 itself and hands the socket to the connection.
+        let mut response = response.finish();
+        response
+            .extensions_mut()
+            .insert(Takeover::new(pending, hub, Box::new(slot)));
+        return Ok(response);
+    }
+    let outbound = pending.outbound();
     pending.run(payload, Some(hub), Box::new(slot));
     Ok(response.streaming(OutboundStream(outbound)))
 }

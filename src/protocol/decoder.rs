@@ -33,6 +33,10 @@ pub enum Event {
 /// payloads grow as their bytes arrive.
 const PAYLOAD_RESERVE_MAX: usize = 256 * 1024;
 
+/// How much is moved to the input buffer to read a header: any header, and small frames whole.
+/// A large frame's first bytes are copied twice, this many at most.
+const HEADER_PULL: usize = 256;
+
 /// The header of the frame whose payload is arriving, and how much of it is already unmasked.
 #[derive(Debug)]
 struct PendingFrame {
@@ -77,6 +81,8 @@ pub struct Decoder {
     max_frame: usize,
     max_message: usize,
     buf: BytesMut,
+    /// The unread rest of the last chunk fed, taken frame by frame.
+    input: Bytes,
     frame: Option<PendingFrame>,
     message: Option<Reassembly>,
     utf8: Utf8Validator,
@@ -91,18 +97,29 @@ impl Decoder {
             max_frame,
             max_message,
             buf: BytesMut::new(),
+            input: Bytes::new(),
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
         }
     }
 
-    /// Appends bytes received from the peer.
-    ///
-    /// Bytes of a frame payload already under way are copied to that payload and unmasked;
-    /// the rest waits in the input buffer for [`Decoder::next_event`].
+    /// Appends bytes received from the peer, copying them. [`Decoder::feed_bytes`] takes an
+    /// owned chunk and copies only what it must.
     pub fn feed(&mut self, bytes: &[u8]) {
-        let mut input = bytes;
+        self.feed_bytes(Bytes::copy_from_slice(bytes));
+    }
+
+    /// Appends a chunk received from the peer.
+    ///
+    /// Bytes of a frame payload already under way are copied to that payload and unmasked; the
+    /// rest is kept as it is until [`Decoder::next_event`] takes each frame from it, so every
+    /// payload byte is copied once.
+    pub fn feed_bytes(&mut self, mut bytes: Bytes) {
+        if !self.input.is_empty() {
+            // Fed twice without reading events: keep the order, at the cost of a copy.
+            self.buf.extend_from_slice(&std::mem::take(&mut self.input));
+        }
         if let Some(PendingFrame {
             header,
             len,
@@ -111,11 +128,16 @@ impl Decoder {
         }) = &mut self.frame
         {
             // While a payload fills, the input buffer is empty: every byte before it was taken.
-            let (now, rest) = input.split_at((*len - payload.len()).min(input.len()));
-            append_unmasked(payload, now, header.mask);
-            input = rest;
+            let now = bytes.split_to((*len - payload.len()).min(bytes.len()));
+            append_unmasked(payload, &now, header.mask);
         }
-        self.buf.extend_from_slice(input);
+        self.input = bytes;
+    }
+
+    /// Moves up to `count` bytes from the front of the unread input to the input buffer.
+    fn pull(&mut self, count: usize) {
+        let now = self.input.split_to(count.min(self.input.len()));
+        self.buf.extend_from_slice(&now);
     }
 
     /// How many received bytes are buffered and not yet returned as events.
@@ -125,7 +147,7 @@ impl Decoder {
             .as_ref()
             .and_then(|f| f.payload.as_ref())
             .map_or(0, BytesMut::len);
-        self.buf.len() + payload + self.message.as_ref().map_or(0, |m| m.data.len())
+        self.buf.len() + self.input.len() + payload + self.message.as_ref().map_or(0, |m| m.data.len())
     }
 
     /// The next complete event, or `Ok(None)` when more bytes are needed.
@@ -171,19 +193,30 @@ impl Decoder {
 
     /// Parses and checks the next header; `false` when it has not fully arrived.
     fn start_frame(&mut self) -> Result<bool, ProtocolError> {
-        let Some((header, header_len)) = FrameHeader::parse(&self.buf)? else {
-            return Ok(false);
+        let (header, header_len) = loop {
+            if let Some(parsed) = FrameHeader::parse(&self.buf)? {
+                break parsed;
+            }
+            if self.input.is_empty() {
+                return Ok(false);
+            }
+            self.pull(HEADER_PULL);
         };
         self.check_header(&header)?;
         self.buf.advance(header_len);
         // check_header bounded the length by max_frame, a usize.
         let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength)?;
-        let payload = (self.buf.len() < len).then(|| {
+        let payload = if self.buf.len() + self.input.len() >= len {
+            // The whole frame is here: one copy into the input buffer, unmasked there.
+            self.pull(len.saturating_sub(self.buf.len()));
+            None
+        } else {
             let mut payload = BytesMut::with_capacity(len.min(PAYLOAD_RESERVE_MAX));
             append_unmasked(&mut payload, &self.buf, header.mask);
+            append_unmasked(&mut payload, &std::mem::take(&mut self.input), header.mask);
             self.buf.clear();
-            payload
-        });
+            Some(payload)
+        };
         self.frame = Some(PendingFrame {
             header,
             len,

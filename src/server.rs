@@ -1,0 +1,218 @@
+//! [`Server`]: serves an actix-web `App` and gives each WebSocket connection its own socket.
+//!
+//! switchboard routes work under `actix_web::HttpServer` too. There, every frame passes through
+//! actix-web's HTTP/1 dispatcher: the peer's bytes arrive as chunks of a read buffer the
+//! dispatcher shares, and every outgoing chunk is copied into its write buffer. `Server` takes
+//! the same `App` factory. Upgrade requests still go through the `App` (routes, guards,
+//! middleware, extractors, the route's handshake checks), but once a switchboard route accepts,
+//! the connection reads and writes the TCP socket itself.
+//!
+//! ```no_run
+//! use actix_web::{web, App};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     switchboard::Server::new(|| {
+//!         App::new()
+//!             .route("/", web::get().to(|| async { "plain HTTP works as before" }))
+//!             .service(switchboard::websocket("/ws", |_, ws| {
+//!                 let echo = ws.clone();
+//!                 ws.on_text(move |text| drop(echo.send(text)));
+//!             }))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! What differs from `HttpServer` (docs/architecture.md has the why):
+//!
+//! - An upgrade request that a switchboard route does not accept gets the app's answer and the
+//!   connection is closed after it, instead of being kept alive.
+//! - Other upgrade handlers (actix-ws, actix-web-actors) get no request body there, so they
+//!   cannot work: serve them with `HttpServer`. A 101 from one of them is answered 501.
+//! - Only plain TCP, and only the settings below; `HttpServer`'s other settings keep their
+//!   actix-web defaults. `req.app_config()` holds actix-web's default host, not the bound one.
+
+use std::cell::OnceCell;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::rc::Rc;
+
+use actix_http::body::MessageBody;
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, Request, Response};
+use actix_rt::net::TcpStream;
+use actix_server::ServerBuilder;
+use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{AppConfig, Server as Running};
+
+use crate::takeover;
+
+/// An HTTP/1 server for an actix-web `App` whose WebSocket connections own their sockets.
+///
+/// Built like `actix_web::HttpServer`: [`Server::new`] with the app factory, then
+/// [`Server::bind`] or [`Server::listen`], then [`Server::run`].
+#[must_use]
+pub struct Server<F> {
+    factory: F,
+    builder: ServerBuilder,
+}
+
+impl<F> fmt::Debug for Server<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl<F> Server<F> {
+    /// A server for the apps `factory` builds: one per worker thread.
+    pub fn new(factory: F) -> Server<F> {
+        Server {
+            factory,
+            builder: ServerBuilder::default(),
+        }
+    }
+
+    /// How many worker threads accept and serve connections. Default: one per CPU core.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `workers` is 0.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.builder = self.builder.workers(workers);
+        self
+    }
+
+    /// Leaves SIGINT and SIGTERM alone, for [`crate::shutdown::on_signal`] to handle them.
+    pub fn disable_signals(mut self) -> Self {
+        self.builder = self.builder.disable_signals();
+        self
+    }
+
+    /// How long a stop waits for workers to finish, in seconds. Default: 30.
+    pub fn shutdown_timeout(mut self, seconds: u64) -> Self {
+        self.builder = self.builder.shutdown_timeout(seconds);
+        self
+    }
+
+    /// How many connections a listener queues before they are accepted. Default: 2048. Set it
+    /// before [`Server::bind`]; it does not apply to [`Server::listen`]'s ready-made listener.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.builder = self.builder.backlog(backlog);
+        self
+    }
+
+    /// How many connections each worker serves at once; more wait to be accepted.
+    /// Default: 25,000.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.builder = self.builder.max_concurrent_connections(max);
+        self
+    }
+
+    /// Starts the workers. The returned server runs until it is stopped or awaited to the end.
+    pub fn run(self) -> Running {
+        self.builder.run()
+    }
+}
+
+impl<F> Server<F> {
+    /// Serves on a listener that is already bound (port 0 in tests).
+    ///
+    /// # Errors
+    ///
+    /// The listener's address cannot be read, or it cannot be registered with the runtime.
+    pub fn listen<I, S, B>(mut self, listener: TcpListener) -> io::Result<Self>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        let addr = listener.local_addr()?;
+        let factory = self.factory.clone();
+        self.builder = self.builder.listen(format!("switchboard-{addr}"), listener, move || {
+            worker_service::<_, I, S, B>(&factory, addr)
+        })?;
+        Ok(self)
+    }
+
+    /// Binds every address `addrs` resolves to (with the [`Server::backlog`] set so far) and
+    /// serves on each.
+    ///
+    /// # Errors
+    ///
+    /// An address does not resolve or cannot be bound.
+    pub fn bind<I, S, B>(mut self, addrs: impl ToSocketAddrs) -> io::Result<Self>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        for addr in addrs.to_socket_addrs()? {
+            let factory = self.factory.clone();
+            self.builder = self.builder.bind(format!("switchboard-{addr}"), addr, move || {
+                worker_service::<_, I, S, B>(&factory, addr)
+            })?;
+        }
+        Ok(self)
+    }
+}
+
+/// One worker's HTTP/1 service: the app, once, shared by plain requests and upgrade requests.
+fn worker_service<F, I, S, B>(
+    factory: &F,
+    addr: SocketAddr,
+) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
+where
+    F: Fn() -> I,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let app = Rc::new(OnceCell::new());
+    let make_app = map_config(
+        factory()
+            .into_factory()
+            .map_err(|error| error.into().error_response()),
+        |_| AppConfig::default(),
+    );
+    let keep = app.clone();
+    let plain = fn_factory(move || {
+        let service = make_app.new_service(());
+        let keep = keep.clone();
+        async move {
+            let service = Rc::new(service.await?);
+            let _ = keep.set(service.clone());
+            Ok::<_, S::InitError>(service)
+        }
+    });
+    let upgrade = fn_factory(move || {
+        let app = app.clone();
+        async move {
+            Ok::<_, ()>(fn_service(move |(req, framed)| {
+                takeover::serve::<_, B>(app.get().cloned(), req, framed)
+            }))
+        }
+    });
+    HttpService::build()
+        .local_addr(addr)
+        .upgrade(upgrade)
+        .finish(plain)
+        .tcp()
+}

@@ -1,0 +1,237 @@
+//! Connections that own their TCP socket: [`crate::Server`]'s upgrade service, and the reader
+//! and writer that move frames between the socket and a connection actor.
+//!
+//! The upgrade request goes through the `App` like any other request (routing, guards,
+//! middleware, the route's handshake checks). A switchboard route sees the [`OwnsSocket`] marker
+//! and answers 101 with a [`Takeover`] in the response's extensions instead of a streaming body.
+//! This service then writes the 101 head itself and starts the connection on the bare socket.
+
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use actix_codec::Framed;
+use actix_http::body::{self, BodySize, BoxBody, MessageBody};
+use actix_http::{h1, ConnectionType, HttpMessage, Request, Response, StatusCode};
+use actix_service::Service;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use switchboard_actors::Hub;
+
+use crate::connection::Pending;
+use crate::outbound::OutboundStream;
+use crate::protocol::{CloseCode, CloseFrame};
+
+/// Reads take at least this much free buffer: less and a large frame needs too many syscalls.
+const READ_MIN: usize = 4 << 10;
+
+/// When the read buffer runs low it grows by this much. It is allocated only once the socket
+/// is readable, so idle connections hold none of it.
+const READ_SIZE: usize = 64 << 10;
+
+/// At most this many queued chunks go into one vectored write.
+const WRITE_BATCH: usize = 64;
+
+/// A body larger than this, on a response that is not a WebSocket upgrade, is not sent.
+const ANSWER_BODY_MAX: usize = 64 << 10;
+
+/// Put in the request's extensions by the upgrade service: the route may take the socket.
+#[derive(Debug)]
+pub(crate) struct OwnsSocket;
+
+/// A started handshake, waiting in the 101 response's extensions for its socket.
+pub(crate) struct Takeover {
+    pending: Option<Pending>,
+    hub: Hub,
+    guard: Option<Box<dyn Send>>,
+}
+
+impl Takeover {
+    /// Holds a connection whose session is already in `hub`, and its connection slot.
+    pub(crate) fn new(pending: Pending, hub: Hub, guard: Box<dyn Send>) -> Takeover {
+        Takeover {
+            pending: Some(pending),
+            hub,
+            guard: Some(guard),
+        }
+    }
+
+    /// Starts the connection actor on `io`; `leftover` is what the peer sent after its request.
+    fn start(mut self, io: TcpStream, leftover: Bytes) {
+        let (Some(pending), Some(guard)) = (self.pending.take(), self.guard.take()) else {
+            return;
+        };
+        // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
+        let _ = io.set_nodelay(true);
+        let (read, write) = io.into_split();
+        let outbound = OutboundStream(pending.outbound());
+        pending.run(Reader::new(read, leftover), Some(self.hub.clone()), guard);
+        actix_rt::spawn(write_frames(write, outbound));
+    }
+}
+
+impl Drop for Takeover {
+    /// A middleware replaced the 101: the session never starts, so it leaves the hub now.
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let shared = &pending.socket().shared;
+            log::info!("session {}: the 101 response was replaced; not upgrading", shared.id);
+            shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, "the upgrade did not happen"));
+            shared.outbound.abort();
+            self.hub.disconnect(shared.id);
+        }
+    }
+}
+
+/// Answers one upgrade request: through `app`, then either by starting the WebSocket on the
+/// socket or by writing the app's response and closing. A failed write ends only this socket.
+pub(crate) async fn serve<S, B>(
+    app: Option<Rc<S>>,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), Infallible>
+where
+    S: Service<Request>,
+    S::Response: Into<Response<B>>,
+    S::Error: Into<Response<BoxBody>>,
+    B: MessageBody + 'static,
+{
+    req.extensions_mut().insert(OwnsSocket);
+    let response = match app {
+        Some(app) => match app.call(req).await {
+            Ok(response) => response.into().map_into_boxed_body(),
+            Err(error) => error.into(),
+        },
+        None => Response::new(StatusCode::SERVICE_UNAVAILABLE),
+    };
+    if let Err(error) = respond(framed, response).await {
+        log::debug!("writing the answer to an upgrade request failed: {error}");
+    }
+    Ok(())
+}
+
+/// Starts the WebSocket the response carries, or writes the response.
+async fn respond(mut framed: Framed<TcpStream, h1::Codec>, response: Response<BoxBody>) -> io::Result<()> {
+    let (mut head, body) = response.into_parts();
+    let takeover = head.extensions_mut().remove::<Takeover>();
+    let Some(takeover) = takeover else {
+        return answer(framed, head, body).await;
+    };
+    Pin::new(&mut framed).write(h1::Message::Item((head, BodySize::None)))?;
+    flush(&mut framed).await?;
+    let parts = framed.into_parts();
+    takeover.start(parts.io, parts.read_buf.freeze());
+    Ok(())
+}
+
+/// Writes a response that does not upgrade (a refused handshake, a 404) and closes.
+async fn answer(mut framed: Framed<TcpStream, h1::Codec>, mut head: Response<()>, body: BoxBody) -> io::Result<()> {
+    if head.status() == StatusCode::SWITCHING_PROTOCOLS {
+        log::error!("a handler that is not a switchboard route answered 101; switchboard::Server cannot serve it");
+        head = Response::new(StatusCode::NOT_IMPLEMENTED).drop_body();
+    }
+    head.head_mut().set_connection_type(ConnectionType::Close);
+    let bytes = body::to_bytes_limited(body, ANSWER_BODY_MAX)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let size = BodySize::Sized(bytes.len() as u64);
+    Pin::new(&mut framed).write(h1::Message::Item((head, size)))?;
+    if !bytes.is_empty() {
+        Pin::new(&mut framed).write(h1::Message::Chunk(Some(bytes)))?;
+    }
+    Pin::new(&mut framed).write(h1::Message::Chunk(None))?;
+    flush(&mut framed).await?;
+    framed.io_mut().shutdown().await
+}
+
+async fn flush(framed: &mut Framed<TcpStream, h1::Codec>) -> io::Result<()> {
+    poll_fn(|cx| Pin::new(&mut *framed).flush::<h1::Message<(Response<()>, BodySize)>>(cx)).await
+}
+
+/// The peer's bytes as a stream of chunks read straight from the socket.
+struct Reader {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    leftover: Option<Bytes>,
+}
+
+impl Reader {
+    fn new(read: OwnedReadHalf, leftover: Bytes) -> Reader {
+        Reader {
+            read,
+            buf: BytesMut::new(),
+            leftover: (!leftover.is_empty()).then_some(leftover),
+        }
+    }
+}
+
+impl Stream for Reader {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(first) = this.leftover.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        loop {
+            ready!(this.read.as_ref().poll_read_ready(cx))?;
+            if this.buf.capacity() - this.buf.len() < READ_MIN {
+                this.buf.reserve(READ_SIZE);
+            }
+            match this.read.try_read_buf(&mut this.buf) {
+                Ok(0) => return Poll::Ready(None),
+                Ok(_) => return Poll::Ready(Some(Ok(this.buf.split().freeze()))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+}
+
+/// Writes queued frames, many per syscall, until the queue ends; then shuts the write side.
+async fn write_frames(mut write: OwnedWriteHalf, frames: OutboundStream) {
+    let mut batches = frames.ready_chunks(WRITE_BATCH);
+    while let Some(batch) = batches.next().await {
+        let mut chunks: Vec<Bytes> = batch.into_iter().map(|Ok(chunk)| chunk).filter(|chunk| !chunk.is_empty()).collect();
+        if let Err(error) = write_all(&mut write, &mut chunks).await {
+            log::debug!("socket write failed: {error}");
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+/// Writes every byte of `chunks` with vectored writes.
+async fn write_all(write: &mut OwnedWriteHalf, chunks: &mut [Bytes]) -> io::Result<()> {
+    let mut start = 0;
+    while let Some(rest) = chunks.get(start..).filter(|rest| !rest.is_empty()) {
+        let mut written = {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            for (slice, chunk) in slices.iter_mut().zip(rest) {
+                *slice = IoSlice::new(chunk);
+            }
+            let count = rest.len().min(WRITE_BATCH);
+            write.write_vectored(slices.get(..count).unwrap_or_default()).await?
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        for chunk in chunks.iter_mut().skip(start) {
+            if written < chunk.len() {
+                chunk.advance(written);
+                break;
+            }
+            written -= chunk.len();
+            start += 1;
+        }
+    }
+    Ok(())
+}
