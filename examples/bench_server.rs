@@ -57,7 +57,9 @@ async fn main() -> std::io::Result<()> {
                     .hub(&app_hub),
             )
     };
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let server = if args.actix_http_server {
         HttpServer::new(app)
             .client_disconnect_timeout(Duration::ZERO)
@@ -68,6 +70,7 @@ async fn main() -> std::io::Result<()> {
             .bind(&args.addr)?
             .run()
     } else {
+        // switchboard::Server: each WebSocket owns its socket after the upgrade.
         Server::new(app)
             .backlog(4096)
             .max_connections(100_000)
@@ -76,7 +79,6 @@ async fn main() -> std::io::Result<()> {
             .bind(&args.addr)?
             .run()
     };
-    log::info!("listening on {}", args.addr);
     switchboard::shutdown::on_signal(hub, server.handle(), Duration::from_secs(5));
     server.await
 }

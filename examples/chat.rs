@@ -18,10 +18,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard::{Config, Hub, Message, PresenceEvent, WebSocket};
+use switchboard::{Config, Hub, Message, PresenceEvent, Server, WebSocket};
 use tokio::sync::mpsc;
 
 /// The longest chat message, in characters.
@@ -86,7 +86,7 @@ async fn main() -> std::io::Result<()> {
     let hub = Hub::start();
     hub.on_presence(presence_message);
     let app_hub = hub.clone();
-    let server = HttpServer::new(move || {
+    let server = Server::new(move || {
         let mut config = Config::default();
         config.max_message_size = MAX_FRAME;
         config.max_frame_size = MAX_FRAME;
@@ -110,7 +110,6 @@ async fn main() -> std::io::Result<()> {
                     .hub(&app_hub),
             )
     })
-    .client_disconnect_timeout(Duration::ZERO)
     .disable_signals()
     .bind(&args.addr)?;
     for addr in server.addrs() {

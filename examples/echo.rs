@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse};
 use clap::Parser;
-use switchboard::{Config, Hub};
+use switchboard::{Config, Hub, Server};
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -57,7 +57,9 @@ async fn main() -> std::io::Result<()> {
     let config = args.config();
     let hub = Hub::start();
     let app_hub = hub.clone();
-    let mut server = HttpServer::new(move || {
+    // switchboard::Server serves the app as actix-web's HttpServer would, and gives each
+    // WebSocket its socket once upgraded.
+    let mut server = Server::new(move || {
         App::new()
             .app_data(web::Data::new(app_hub.clone()))
             .route(
@@ -71,9 +73,6 @@ async fn main() -> std::io::Result<()> {
                     .hub(&app_hub),
             )
     })
-    // Close each finished WebSocket's TCP connection at once, rather than after actix-web's
-    // 1 s linger for unread request bodies (see docs/architecture.md).
-    .client_disconnect_timeout(Duration::ZERO)
     .disable_signals();
     if let Some(workers) = args.workers {
         server = server.workers(workers);

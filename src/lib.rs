@@ -78,9 +78,9 @@ pub use error::SendError;
 pub use handshake::{accept_key, HandshakeRejection};
 pub use protocol::{CloseCode, CloseFrame};
 pub use route::{websocket, WebSocketRoute};
-pub use server::Server;
 /// The serde_json version [`WebSocket::send_json`] and [`WebSocket::on_json`] use.
 pub use serde_json;
+pub use server::Server;
 pub use socket::{SendFuture, WebSocket};
 pub use switchboard_actors::{
     Hub, HubError, Member, Message, Metrics, MetricsSnapshot, PresenceChange, PresenceEvent, SessionId, Text,

@@ -48,8 +48,13 @@ use actix_rt::net::TcpStream;
 use actix_server::ServerBuilder;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server as Running};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::takeover;
+
+/// Connections the kernel queues before they are accepted, as actix-web's `HttpServer`: enough
+/// for a burst of reconnects.
+const DEFAULT_BACKLOG: u32 = 2048;
 
 /// An HTTP/1 server for an actix-web `App` whose WebSocket connections own their sockets.
 ///
@@ -59,6 +64,8 @@ use crate::takeover;
 pub struct Server<F> {
     factory: F,
     builder: ServerBuilder,
+    backlog: u32,
+    addrs: Vec<SocketAddr>,
 }
 
 impl<F> fmt::Debug for Server<F> {
@@ -73,6 +80,8 @@ impl<F> Server<F> {
         Server {
             factory,
             builder: ServerBuilder::default(),
+            backlog: DEFAULT_BACKLOG,
+            addrs: Vec::new(),
         }
     }
 
@@ -101,8 +110,13 @@ impl<F> Server<F> {
     /// How many connections a listener queues before they are accepted. Default: 2048. Set it
     /// before [`Server::bind`]; it does not apply to [`Server::listen`]'s ready-made listener.
     pub fn backlog(mut self, backlog: u32) -> Self {
-        self.builder = self.builder.backlog(backlog);
+        self.backlog = backlog;
         self
+    }
+
+    /// The addresses served so far, with the port the system chose where port 0 was asked.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
     }
 
     /// How many connections each worker serves at once; more wait to be accepted.
@@ -136,6 +150,7 @@ impl<F> Server<F> {
         B: MessageBody + 'static,
     {
         let addr = listener.local_addr()?;
+        self.addrs.push(addr);
         let factory = self.factory.clone();
         self.builder = self.builder.listen(format!("switchboard-{addr}"), listener, move || {
             worker_service::<_, I, S, B>(&factory, addr)
@@ -161,10 +176,11 @@ impl<F> Server<F> {
         B: MessageBody + 'static,
     {
         for addr in addrs.to_socket_addrs()? {
-            let factory = self.factory.clone();
-            self.builder = self.builder.bind(format!("switchboard-{addr}"), addr, move || {
-                worker_service::<_, I, S, B>(&factory, addr)
-            })?;
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(i32::try_from(self.backlog).unwrap_or(i32::MAX))?;
+            self = self.listen::<I, S, B>(socket.into())?;
         }
         Ok(self)
     }
@@ -187,9 +203,7 @@ where
 {
     let app = Rc::new(OnceCell::new());
     let make_app = map_config(
-        factory()
-            .into_factory()
-            .map_err(|error| error.into().error_response()),
+        factory().into_factory().map_err(|error| error.into().error_response()),
         |_| AppConfig::default(),
     );
     let keep = app.clone();

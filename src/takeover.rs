@@ -19,10 +19,10 @@ use actix_http::{h1, ConnectionType, HttpMessage, Request, Response, StatusCode}
 use actix_service::Service;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use switchboard_actors::Hub;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use switchboard_actors::Hub;
 
 use crate::connection::Pending;
 use crate::outbound::OutboundStream;
@@ -200,7 +200,11 @@ impl Stream for Reader {
 async fn write_frames(mut write: OwnedWriteHalf, frames: OutboundStream) {
     let mut batches = frames.ready_chunks(WRITE_BATCH);
     while let Some(batch) = batches.next().await {
-        let mut chunks: Vec<Bytes> = batch.into_iter().map(|Ok(chunk)| chunk).filter(|chunk| !chunk.is_empty()).collect();
+        let mut chunks: Vec<Bytes> = batch
+            .into_iter()
+            .map(|Ok(chunk)| chunk)
+            .filter(|chunk| !chunk.is_empty())
+            .collect();
         if let Err(error) = write_all(&mut write, &mut chunks).await {
             log::debug!("socket write failed: {error}");
             return;

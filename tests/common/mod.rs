@@ -45,7 +45,7 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        TestServer::spawn(request_timeout, None, configure)
+        TestServer::spawn(request_timeout, None, false, configure)
     }
 
     /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls`.
@@ -53,10 +53,24 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        TestServer::spawn(Duration::from_secs(5), Some(tls), configure)
+        TestServer::spawn(Duration::from_secs(5), Some(tls), false, configure)
     }
 
-    fn spawn<F>(request_timeout: Duration, tls: Option<switchboard::rustls::ServerConfig>, configure: F) -> TestServer
+    /// Like [`TestServer::start`], on a `switchboard::Server`: WebSocket connections own their
+    /// socket after the upgrade.
+    pub fn start_owned<F>(configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
+    {
+        TestServer::spawn(Duration::from_secs(5), None, true, configure)
+    }
+
+    fn spawn<F>(
+        request_timeout: Duration,
+        tls: Option<switchboard::rustls::ServerConfig>,
+        owned: bool,
+        configure: F,
+    ) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
@@ -68,22 +82,32 @@ impl TestServer {
             actix_rt::System::new().block_on(async move {
                 let hub = Hub::start();
                 let app_hub = hub.clone();
-                let server = HttpServer::new(move || {
+                let app = move || {
                     let hub = app_hub.clone();
                     let configure = configure.clone();
                     App::new()
                         .app_data(hub.clone())
                         .configure(move |cfg| configure(cfg, &hub))
-                })
-                .workers(1)
-                .client_disconnect_timeout(Duration::ZERO)
-                .client_request_timeout(request_timeout)
-                .disable_signals();
-                let server = match tls {
-                    Some(tls) => server.listen_rustls_0_23(listener, tls),
-                    None => server.listen(listener),
                 };
-                let server = server.expect("listen").run();
+                let server = if owned {
+                    switchboard::Server::new(app)
+                        .workers(1)
+                        .disable_signals()
+                        .listen(listener)
+                        .expect("listen")
+                        .run()
+                } else {
+                    let server = HttpServer::new(app)
+                        .workers(1)
+                        .client_disconnect_timeout(Duration::ZERO)
+                        .client_request_timeout(request_timeout)
+                        .disable_signals();
+                    let server = match tls {
+                        Some(tls) => server.listen_rustls_0_23(listener, tls),
+                        None => server.listen(listener),
+                    };
+                    server.expect("listen").run()
+                };
                 tx.send((server.handle(), hub)).expect("test alive");
                 let _ = server.await;
             });
