@@ -16,8 +16,9 @@
 //!         App::new()
 //!             .route("/", web::get().to(|| async { "plain HTTP works as before" }))
 //!             .service(switchboard::websocket("/ws", |_, ws| {
-//!                 let echo = ws.clone();
-//!                 ws.on_text(move |text| drop(echo.send(text)));
+//!                 ws.on_text(|ws, text| {
+//!                     ws.send(text);
+//!                 });
 //!             }))
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
