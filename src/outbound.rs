@@ -214,6 +214,17 @@ impl Outbound {
             .for_each(Waker::wake);
     }
 
+    /// Ready once the queue is aborted; otherwise wakes `cx` on its next change. Lets the
+    /// transport give up a write the peer never reads.
+    pub(crate) fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock();
+        if state.aborted {
+            return Poll::Ready(());
+        }
+        state.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
     /// Drops every queued frame but keeps the queue open (for a close frame to follow). The rest
     /// of a frame already partly handed out stays.
     pub(crate) fn clear(&self) {

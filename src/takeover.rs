@@ -20,8 +20,8 @@ use actix_service::Service;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use switchboard_actors::Hub;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use crate::connection::Pending;
@@ -197,24 +197,45 @@ impl Stream for Reader {
 }
 
 /// Writes queued frames, many per syscall, until the queue ends; then shuts the write side.
-async fn write_frames(mut write: OwnedWriteHalf, frames: OutboundStream) {
-    let mut batches = frames.ready_chunks(WRITE_BATCH);
-    while let Some(batch) = batches.next().await {
-        let mut chunks: Vec<Bytes> = batch
-            .into_iter()
-            .map(|Ok(chunk)| chunk)
-            .filter(|chunk| !chunk.is_empty())
-            .collect();
-        if let Err(error) = write_all(&mut write, &mut chunks).await {
-            log::debug!("socket write failed: {error}");
-            return;
+///
+/// A write the peer never reads is given up when the queue is aborted, which the connection
+/// does `close_timeout` after it stops: the socket does not outlive its connection.
+async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames: OutboundStream) {
+    let mut chunks = Vec::with_capacity(WRITE_BATCH);
+    let mut open = true;
+    while open {
+        let Some(Ok(first)) = frames.next().await else {
+            break;
+        };
+        chunks.push(first);
+        while chunks.len() < WRITE_BATCH {
+            match poll_fn(|cx| Poll::Ready(frames.poll_next_unpin(cx))).await {
+                Poll::Ready(Some(Ok(chunk))) => chunks.push(chunk),
+                Poll::Ready(None) => {
+                    open = false;
+                    break;
+                }
+                Poll::Pending => break,
+            }
         }
+        chunks.retain(|chunk| !chunk.is_empty());
+        tokio::select! {
+            written = write_all(&mut write, &mut chunks) => if let Err(error) = written {
+                log::debug!("socket write failed: {error}");
+                return;
+            },
+            () = poll_fn(|cx| frames.0.poll_aborted(cx)) => {
+                log::debug!("the peer did not read what was written; dropping the socket");
+                return;
+            }
+        }
+        chunks.clear();
     }
     let _ = write.shutdown().await;
 }
 
 /// Writes every byte of `chunks` with vectored writes.
-async fn write_all(write: &mut OwnedWriteHalf, chunks: &mut [Bytes]) -> io::Result<()> {
+async fn write_all<W: AsyncWrite + Unpin>(write: &mut W, chunks: &mut [Bytes]) -> io::Result<()> {
     let mut start = 0;
     while let Some(rest) = chunks.get(start..).filter(|rest| !rest.is_empty()) {
         let mut written = {
@@ -238,4 +259,52 @@ async fn write_all(write: &mut OwnedWriteHalf, chunks: &mut [Bytes]) -> io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::outbound::{FrameKind, Outbound};
+
+    /// A bound against hangs, not a timing assertion.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn frames_come_out_in_order_and_the_end_shuts_the_socket() {
+        let (ours, mut peer) = tokio::io::duplex(64);
+        let queue = Outbound::new(1 << 20);
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
+        for part in [&b"one "[..], &[b'x'; 5000][..], b" two"] {
+            queue.push(Bytes::copy_from_slice(part), FrameKind::Data).unwrap();
+        }
+        queue.finish();
+        let mut received = Vec::new();
+        tokio::time::timeout(PATIENCE, peer.read_to_end(&mut received))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(received.len(), 5008);
+        assert!(received.starts_with(b"one x") && received.ends_with(b"x two"));
+        tokio::time::timeout(PATIENCE, writer).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_ends_when_the_queue_is_aborted() {
+        let (ours, _peer) = tokio::io::duplex(64);
+        let queue = Outbound::new(1 << 20);
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
+        queue.push(Bytes::from(vec![7u8; 10_000]), FrameKind::Data).unwrap();
+        tokio::task::yield_now().await;
+        queue.abort();
+        tokio::time::timeout(PATIENCE, writer)
+            .await
+            .expect("the writer gives up")
+            .unwrap();
+    }
 }
