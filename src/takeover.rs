@@ -11,7 +11,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use actix_codec::Framed;
 use actix_http::body::{self, BodySize, BoxBody, MessageBody};
@@ -28,12 +28,17 @@ use crate::connection::Pending;
 use crate::outbound::OutboundStream;
 use crate::protocol::{CloseCode, CloseFrame};
 
-/// Reads take at least this much free buffer: less and a large frame needs too many syscalls.
+/// The smallest read buffer, and the least free space a read is given: less and a large message
+/// takes too many syscalls.
 const READ_MIN: usize = 4 << 10;
 
-/// When the read buffer runs low it grows by this much. It is allocated only once the socket
-/// is readable, so idle connections hold none of it.
-const READ_SIZE: usize = 64 << 10;
+/// The largest read buffer. The size adapts between the two: it doubles after a read that
+/// filled it and halves after one that used under a quarter of it.
+const READ_MAX: usize = 256 << 10;
+
+/// A connection that goes quiet keeps a read buffer up to this size, and lets a larger one go,
+/// so that ten thousand idle connections do not hold their last burst's buffer.
+const READ_KEEP: usize = 8 << 10;
 
 /// At most this many queued chunks go into one vectored write.
 const WRITE_BATCH: usize = 64;
@@ -160,6 +165,8 @@ async fn flush(framed: &mut Framed<TcpStream, h1::Codec>) -> io::Result<()> {
 struct Reader {
     read: OwnedReadHalf,
     buf: BytesMut,
+    /// How much the next buffer holds.
+    size: usize,
     leftover: Option<Bytes>,
 }
 
@@ -168,7 +175,17 @@ impl Reader {
         Reader {
             read,
             buf: BytesMut::new(),
+            size: READ_MIN,
             leftover: (!leftover.is_empty()).then_some(leftover),
+        }
+    }
+
+    /// The next buffer size, from how much of `room` the last read used.
+    fn adapt(&mut self, read: usize, room: usize) {
+        if read == room {
+            self.size = (self.size * 2).min(READ_MAX);
+        } else if read < self.size / 4 {
+            self.size = (self.size / 2).max(READ_MIN);
         }
     }
 }
@@ -182,13 +199,22 @@ impl Stream for Reader {
             return Poll::Ready(Some(Ok(first)));
         }
         loop {
-            ready!(this.read.as_ref().poll_read_ready(cx))?;
-            if this.buf.capacity() - this.buf.len() < READ_MIN {
-                this.buf.reserve(READ_SIZE);
+            if this.read.as_ref().poll_read_ready(cx)?.is_pending() {
+                if this.buf.capacity() > READ_KEEP {
+                    this.buf = BytesMut::new();
+                }
+                return Poll::Pending;
             }
+            if this.buf.capacity() - this.buf.len() < READ_MIN {
+                this.buf.reserve(this.size);
+            }
+            let room = this.buf.capacity() - this.buf.len();
             match this.read.try_read_buf(&mut this.buf) {
                 Ok(0) => return Poll::Ready(None),
-                Ok(_) => return Poll::Ready(Some(Ok(this.buf.split().freeze()))),
+                Ok(read) => {
+                    this.adapt(read, room);
+                    return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Some(Err(e))),
             }
