@@ -100,6 +100,9 @@ impl Fanout {
                     if first {
                         let (task_shard, undelivered) = (shard.clone(), undelivered.clone());
                         let spawned = home.arbiter.spawn(async move {
+                            // Let the thread's ready tasks run first: broadcasts they cause
+                            // meanwhile join this hand-out, and each socket gets one write.
+                            tokio::task::yield_now().await;
                             let batch = std::mem::take(&mut *task_shard.queued.lock());
                             deliver_all(&task_shard, &batch, &undelivered);
                         });
