@@ -7,14 +7,16 @@
 //! # A server
 //!
 //! A WebSocket route is an actix-web service: mount it in any `App`, beside other routes and
-//! under scopes and middleware.
+//! under scopes and middleware. Serve the app with [`Server`], which takes the same app factory
+//! as actix-web's `HttpServer` and lets each accepted WebSocket read and write its own socket;
+//! `HttpServer` works too (for TLS, say), with frames passing through actix-web's dispatcher.
 //!
 //! ```no_run
-//! use actix_web::{App, HttpServer};
+//! use actix_web::App;
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
-//!     HttpServer::new(|| {
+//!     switchboard::Server::new(|| {
 //!         App::new().service(switchboard::websocket("/echo", |_req, ws| {
 //!             ws.on_text(|ws, text| {
 //!                 ws.send(text.as_str());

@@ -264,7 +264,10 @@ async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames: OutboundS
 async fn write_all<W: AsyncWrite + Unpin>(write: &mut W, chunks: &mut [Bytes]) -> io::Result<()> {
     let mut start = 0;
     while let Some(rest) = chunks.get(start..).filter(|rest| !rest.is_empty()) {
-        let mut written = {
+        let mut written = if let [only] = rest {
+            // One buffer: `send`, which skips writev's iovec handling in the kernel.
+            write.write(only).await?
+        } else {
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
             for (slice, chunk) in slices.iter_mut().zip(rest) {
                 *slice = IoSlice::new(chunk);
