@@ -6,7 +6,9 @@
 //! cargo run --release --example bench_server -- --addr 127.0.0.1:9002 --workers 1
 //! ```
 //!
-//! `bench/run.sh` runs it side by side with the peer servers; see docs/benchmarks.md.
+//! It serves on `switchboard::Server`; `--actix-http-server` serves the same app on actix-web's
+//! `HttpServer` instead, to compare the two transports. `bench/run.sh` runs it side by side with
+//! the peer servers; see docs/benchmarks.md.
 
 use std::time::Duration;
 

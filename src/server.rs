@@ -131,9 +131,7 @@ impl<F> Server<F> {
     pub fn run(self) -> Running {
         self.builder.run()
     }
-}
 
-impl<F> Server<F> {
     /// Serves on a listener that is already bound (port 0 in tests).
     ///
     /// # Errors

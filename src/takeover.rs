@@ -52,41 +52,41 @@ pub(crate) struct OwnsSocket;
 
 /// A started handshake, waiting in the 101 response's extensions for its socket.
 pub(crate) struct Takeover {
-    pending: Option<Pending>,
+    /// The connection, not yet reading, and its connection slot; taken when it starts.
+    connection: Option<(Pending, Box<dyn Send>)>,
     hub: Hub,
-    guard: Option<Box<dyn Send>>,
 }
 
 impl Takeover {
     /// Holds a connection whose session is already in `hub`, and its connection slot.
-    pub(crate) fn new(pending: Pending, hub: Hub, guard: Box<dyn Send>) -> Takeover {
+    pub(crate) fn new(pending: Pending, hub: Hub, slot: Box<dyn Send>) -> Takeover {
         Takeover {
-            pending: Some(pending),
+            connection: Some((pending, slot)),
             hub,
-            guard: Some(guard),
         }
     }
 
     /// Starts the connection actor on `io`; `leftover` is what the peer sent after its request.
     fn start(mut self, io: TcpStream, leftover: Bytes) {
-        let (Some(pending), Some(guard)) = (self.pending.take(), self.guard.take()) else {
+        let Some((pending, slot)) = self.connection.take() else {
             return;
         };
         // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
         let _ = io.set_nodelay(true);
         let (read, write) = io.into_split();
         let outbound = OutboundStream(pending.outbound());
-        pending.run(Reader::new(read, leftover), Some(self.hub.clone()), guard);
+        pending.run(Reader::new(read, leftover), Some(self.hub.clone()), slot);
         actix_rt::spawn(write_frames(write, outbound));
     }
 }
 
 impl Drop for Takeover {
-    /// A middleware replaced the 101: the session never starts, so it leaves the hub now.
+    /// The session never started (a middleware replaced the 101, or writing it failed): it
+    /// leaves the hub now, and its handle reports the connection closed.
     fn drop(&mut self) {
-        if let Some(pending) = self.pending.take() {
+        if let Some((pending, _slot)) = self.connection.take() {
             let shared = &pending.socket().shared;
-            log::info!("session {}: the 101 response was replaced; not upgrading", shared.id);
+            log::info!("session {}: not upgraded after all", shared.id);
             shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, "the upgrade did not happen"));
             shared.outbound.abort();
             self.hub.disconnect(shared.id);
@@ -136,17 +136,21 @@ async fn respond(mut framed: Framed<TcpStream, h1::Codec>, response: Response<Bo
 }
 
 /// Writes a response that does not upgrade (a refused handshake, a 404) and closes.
-async fn answer(mut framed: Framed<TcpStream, h1::Codec>, mut head: Response<()>, body: BoxBody) -> io::Result<()> {
+async fn answer(mut framed: Framed<TcpStream, h1::Codec>, mut head: Response<()>, mut body: BoxBody) -> io::Result<()> {
     if head.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Its body streams frames for a payload actix-http never gave it: drop both.
         log::error!("a handler that is not a switchboard route answered 101; switchboard::Server cannot serve it");
         head = Response::new(StatusCode::NOT_IMPLEMENTED).drop_body();
+        body = BoxBody::new(());
     }
     head.head_mut().set_connection_type(ConnectionType::Close);
-    let bytes = body::to_bytes_limited(body, ANSWER_BODY_MAX)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let bytes = match body::to_bytes_limited(body, ANSWER_BODY_MAX).await {
+        Ok(Ok(bytes)) => bytes,
+        _ => {
+            log::warn!("the answer to an upgrade request has a body over 64 KiB or one that failed; sent without it");
+            Bytes::new()
+        }
+    };
     let size = BodySize::Sized(bytes.len() as u64);
     Pin::new(&mut framed).write(h1::Message::Item((head, size)))?;
     if !bytes.is_empty() {
