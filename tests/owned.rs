@@ -29,9 +29,17 @@ async fn require_auth(
     }
 }
 
+/// Answers 101 with a body that never ends, as another WebSocket library would.
+async fn foreign_upgrade() -> HttpResponse {
+    HttpResponse::SwitchingProtocols()
+        .upgrade("websocket")
+        .streaming(futures_util::stream::pending::<Result<web::Bytes, actix_web::Error>>())
+}
+
 fn server() -> TestServer {
     TestServer::start_owned(|cfg, hub| {
         cfg.route("/", web::get().to(|| async { "plain" }))
+            .route("/foreign", web::get().to(foreign_upgrade))
             .service(switchboard::websocket("/echo", echo).hub(hub))
             .service(
                 web::scope("/private")
@@ -123,6 +131,13 @@ async fn refused_upgrades_get_their_status_and_a_closed_connection() {
     let mut client = server.connect("/echo").await;
     send_text(&mut client, "still here").await;
     assert_eq!(next_text(&mut client).await, "still here");
+}
+
+#[tokio::test]
+async fn a_101_from_another_handler_is_answered_501_not_hung() {
+    let server = server();
+    let answer = whole_answer(&server, &upgrade_request("/foreign", "")).await;
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
 }
 
 #[tokio::test]
