@@ -45,7 +45,9 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        TestServer::spawn(request_timeout, None, false, configure)
+        // SWITCHBOARD_TEST_SERVER=owned runs the same tests on switchboard::Server (.ci/run does).
+        let owned = std::env::var("SWITCHBOARD_TEST_SERVER").is_ok_and(|v| v == "owned");
+        TestServer::spawn(request_timeout, None, owned, configure)
     }
 
     /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls`.
