@@ -67,7 +67,7 @@ async fn text_binary_and_large_messages_are_echoed() {
     let mut client = server.connect("/echo").await;
     send_text(&mut client, "hello").await;
     assert_eq!(next_text(&mut client).await, "hello");
-    // Larger than one socket read, sent as three fragments.
+    // Many socket reads long, in one frame.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     client.send(WsMessage::binary(big.clone())).await.unwrap();
     match next_message(&mut client).await {
