@@ -73,6 +73,7 @@ mod server;
 pub mod shutdown;
 mod socket;
 mod takeover;
+mod writer;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;

@@ -205,7 +205,7 @@ impl ClientBuilder {
             on_connect(&ws);
         }
         let (read, write) = tokio::io::split(stream);
-        actix_rt::spawn(transport::write_frames(write, OutboundStream(pending.outbound())));
+        actix_rt::spawn(crate::writer::write_frames(write, OutboundStream(pending.outbound())));
         pending.run(transport::reader(read, leftover), None, Box::new(()));
         log::debug!("client session {} connected to {}", ws.id(), self.url);
         Ok(ws)

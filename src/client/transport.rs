@@ -17,17 +17,10 @@ use tokio_rustls::TlsConnector;
 use super::error::ConnectError;
 use super::handshake::{self, Agreed};
 use super::url::WsUrl;
-use crate::outbound::OutboundStream;
 
 /// How much is read from the socket at a time: large enough for big messages to arrive in few
 /// reads, small enough not to matter per connection.
 const READ_CHUNK: usize = 16 << 10;
-
-/// Frames are written through a buffer of this size, so small frames share a syscall.
-const WRITE_BUFFER: usize = 64 << 10;
-
-/// At most this many queued frames are written before a flush.
-const WRITE_BATCH: usize = 64;
 
 /// A plain or TLS connection.
 pub(crate) enum Stream {
@@ -144,24 +137,6 @@ where
     }))
 }
 
-/// Writes queued frames until the queue ends, then shuts the write side down.
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(write: W, frames: OutboundStream) {
-    let mut io = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, write);
-    let mut batches = frames.ready_chunks(WRITE_BATCH);
-    while let Some(batch) = batches.next().await {
-        for Ok(frame) in batch {
-            if let Err(error) = io.write_all(&frame).await {
-                log::debug!("client write failed: {error}");
-                return;
-            }
-        }
-        if io.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = io.shutdown().await;
-}
-
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
@@ -176,6 +151,24 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
 
