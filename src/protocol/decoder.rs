@@ -82,7 +82,7 @@ pub struct Decoder {
     max_message: usize,
     buf: BytesMut,
     /// The unread rest of the last chunk fed, taken frame by frame.
-    input: Bytes,
+    input: BytesMut,
     frame: Option<PendingFrame>,
     message: Option<Reassembly>,
     utf8: Utf8Validator,
@@ -97,7 +97,7 @@ impl Decoder {
             max_frame,
             max_message,
             buf: BytesMut::new(),
-            input: Bytes::new(),
+            input: BytesMut::new(),
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
@@ -113,9 +113,12 @@ impl Decoder {
     /// Appends a chunk received from the peer.
     ///
     /// Bytes of a frame payload already under way are copied to that payload and unmasked; the
-    /// rest is kept as it is until [`Decoder::next_event`] takes each frame from it, so every
-    /// payload byte is copied once.
-    pub fn feed_bytes(&mut self, mut bytes: Bytes) {
+    /// rest is kept until [`Decoder::next_event`] takes each frame from it. A large frame that is
+    /// whole in the chunk is unmasked where it lies and handed on without a copy, if the caller
+    /// gave up its last reference to the chunk's memory (as `switchboard::Server`'s reader does);
+    /// otherwise every payload byte is copied once.
+    pub fn feed_bytes(&mut self, bytes: Bytes) {
+        let mut bytes = BytesMut::from(bytes);
         if !self.input.is_empty() {
             // Fed twice without reading events: keep the order, at the cost of a copy.
             self.buf.extend_from_slice(&std::mem::take(&mut self.input));
@@ -128,16 +131,18 @@ impl Decoder {
         }) = &mut self.frame
         {
             // While a payload fills, the input buffer is empty: every byte before it was taken.
-            let now = bytes.split_to((*len - payload.len()).min(bytes.len()));
-            append_unmasked(payload, &now, header.mask);
+            let now = (*len - payload.len()).min(bytes.len());
+            append_unmasked(payload, bytes.get(..now).unwrap_or_default(), header.mask);
+            bytes.advance(now);
         }
         self.input = bytes;
     }
 
     /// Moves up to `count` bytes from the front of the unread input to the input buffer.
     fn pull(&mut self, count: usize) {
-        let now = self.input.split_to(count.min(self.input.len()));
-        self.buf.extend_from_slice(&now);
+        let count = count.min(self.input.len());
+        self.buf.extend_from_slice(self.input.get(..count).unwrap_or_default());
+        self.input.advance(count);
     }
 
     /// How many received bytes are buffered and not yet returned as events.
@@ -193,6 +198,9 @@ impl Decoder {
 
     /// Parses and checks the next header; `false` when it has not fully arrived.
     fn start_frame(&mut self) -> Result<bool, ProtocolError> {
+        if self.take_whole_in_place()? {
+            return Ok(true);
+        }
         let (header, header_len) = loop {
             if let Some(parsed) = FrameHeader::parse(&self.buf)? {
                 break parsed;
@@ -222,6 +230,39 @@ impl Decoder {
             len,
             done: 0,
             payload,
+        });
+        Ok(true)
+    }
+
+    /// Starts a frame larger than [`HEADER_PULL`] that lies whole in the unread input, taking its
+    /// payload from there without a copy and unmasking it in place; `false` for any other frame.
+    fn take_whole_in_place(&mut self) -> Result<bool, ProtocolError> {
+        if !self.buf.is_empty() || self.input.len() <= HEADER_PULL {
+            return Ok(false);
+        }
+        let Some((header, header_len)) = FrameHeader::parse(&self.input)? else {
+            return Ok(false);
+        };
+        let Ok(len) = usize::try_from(header.payload_len) else {
+            return Ok(false);
+        };
+        if len <= HEADER_PULL || self.input.len() - header_len < len {
+            return Ok(false);
+        }
+        self.check_header(&header)?;
+        self.input.advance(header_len);
+        let mut payload = self.input.split_to(len);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        // A text message in one frame is checked once, by `Text::try_from`; any other text
+        // payload goes through the streaming check in `take_direct_payload`.
+        let whole_text = header.opcode == OpCode::Text && header.fin;
+        self.frame = Some(PendingFrame {
+            header,
+            len,
+            done: if whole_text { len } else { 0 },
+            payload: Some(payload),
         });
         Ok(true)
     }
@@ -518,6 +559,57 @@ mod tests {
             assert_eq!(err, expected);
             assert_eq!(err.close_code().0, code);
         }
+    }
+
+    #[test]
+    fn a_large_frame_whole_in_an_owned_chunk_is_unmasked_where_it_lies() {
+        let mut d = server();
+        let payload: Vec<u8> = (0..900u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = client_frame(OpCode::Binary, true, &payload);
+        wire.extend(client_frame(OpCode::Text, true, "ok".as_bytes()));
+        let chunk = Bytes::from(wire);
+        let range = chunk.as_ptr_range();
+        d.feed_bytes(chunk);
+        match d.next_event() {
+            Ok(Some(Event::Binary(data))) => {
+                assert_eq!(&data[..], &payload[..]);
+                assert!(range.contains(&data.as_ptr()), "the payload was copied");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(d.next_event(), Ok(Some(text("ok"))));
+        assert_eq!(d.next_event(), Ok(None));
+    }
+
+    #[test]
+    fn large_text_taken_in_place_is_still_checked_as_utf8() {
+        let euro = "€".repeat(100); // 300 bytes, each `€` three
+        let mut d = server();
+        let mut wire = client_frame(OpCode::Text, false, &euro.as_bytes()[..299]);
+        wire.extend(client_frame(OpCode::Continuation, true, &euro.as_bytes()[299..]));
+        assert_eq!(decode_all(&mut d, &wire).unwrap(), vec![text(&euro)]);
+
+        let mut bad = euro.clone().into_bytes();
+        bad[150] = 0xFF;
+        let mut d = server();
+        assert_eq!(
+            decode_all(&mut d, &client_frame(OpCode::Text, true, &bad)),
+            Err(ProtocolError::InvalidUtf8)
+        );
+        let mut d = server();
+        assert_eq!(
+            decode_all(&mut d, &client_frame(OpCode::Text, false, &bad)),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_when_it_arrives_whole() {
+        let mut d = server();
+        assert!(matches!(
+            decode_all(&mut d, &client_frame(OpCode::Binary, true, &[7; 1025])),
+            Err(ProtocolError::FrameTooBig { .. })
+        ));
     }
 
     #[test]

@@ -20,12 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
 
 /// How long to wait, after the last broadcast, for deliveries still in flight.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -83,38 +84,80 @@ enum Scenario {
     },
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+mod frames;
 
-/// The read buffer for connections that receive small messages.
-///
-/// tungstenite zeroes its read buffer's free capacity before every read: with its 128 KiB
-/// default, that memset was 44% of the load generator's time in the broadcast scenario (perf),
-/// so the load generator, not the server, set the ceiling. Buffers sized to what one read brings
-/// keep it out of the measurement, for every server alike.
+use frames::{FrameReader, Masks, BINARY, CLOSE, TEXT};
+
+/// An open WebSocket connection, after the handshake: frames are read and written by
+/// [`frames`], not by tungstenite.
+struct Conn {
+    reader: FrameReader,
+    write: OwnedWriteHalf,
+    masks: Masks,
+}
+
+/// The read buffer for connections that receive small messages: about what one read brings.
 const SMALL_READ_BUFFER: usize = 8 * 1024;
 
-/// The largest read buffer, tungstenite's default, for large messages.
-const LARGE_READ_BUFFER: usize = 128 * 1024;
+/// The largest read buffer, for large messages.
+const LARGE_READ_BUFFER: usize = 256 * 1024;
 
 /// A read buffer for about `bytes` arriving per read.
 fn read_buffer_for(bytes: usize) -> usize {
     bytes.clamp(SMALL_READ_BUFFER, LARGE_READ_BUFFER)
 }
 
-async fn connect(url: &str, read_buffer: usize) -> Result<Ws, String> {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(read_buffer)
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(64 << 20));
+/// Seeds for the connections' mask keys.
+static SEEDS: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+
+/// Opens a connection: the handshake by tokio-tungstenite, then the bare socket.
+///
+/// The servers under test send nothing after their 101 until the client does, so no frame
+/// is left in tungstenite's buffer when the socket is taken back.
+async fn connect(url: &str, read_buffer: usize) -> Result<Conn, String> {
+    let config = WebSocketConfig::default();
     let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(ws)
+    let MaybeTlsStream::Plain(tcp) = ws.into_inner() else {
+        return Err("the load generator speaks plain ws:// only".into());
+    };
+    let (read, write) = tcp.into_split();
+    let seed = SEEDS.fetch_add(0x6A09_E667_F3BC_C909, Ordering::Relaxed);
+    Ok(Conn {
+        reader: FrameReader::new(read, read_buffer, seed),
+        write,
+        masks: Masks::new(seed.rotate_left(32)),
+    })
+}
+
+impl Conn {
+    /// Sends whatever pongs the reader owes, and `out`.
+    async fn send(&mut self, out: &[u8]) -> Result<(), String> {
+        if !self.reader.replies.is_empty() {
+            self.write
+                .write_all(&self.reader.replies)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.reader.replies.clear();
+        }
+        if !out.is_empty() {
+            self.write.write_all(out).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame, ignoring failure.
+    async fn close(mut self) {
+        let mut out = Vec::new();
+        frames::encode(CLOSE, 0, &mut self.masks, &mut out, |_| {});
+        let _ = self.write.write_all(&out).await;
+    }
 }
 
 /// Opens `count` connections, `CONNECT_CONCURRENCY` at a time.
-async fn connect_many(url: &str, count: usize) -> Result<Vec<Ws>, String> {
-    let results: Vec<Result<Ws, String>> =
+async fn connect_many(url: &str, count: usize) -> Result<Vec<Conn>, String> {
+    let results: Vec<Result<Conn, String>> =
         futures_util::stream::iter((0..count).map(|_| connect(url, SMALL_READ_BUFFER)))
             .buffer_unordered(CONNECT_CONCURRENCY)
             .collect()
@@ -224,12 +267,6 @@ impl Payloads {
         }
     }
 
-    fn make(&self, seq: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len());
-        self.write(seq, &mut out);
-        out
-    }
-
     /// Whether `data` is payload `seq`.
     fn matches(&self, seq: u64, data: &[u8]) -> bool {
         data.len() == self.len() && data.get(..16) == Some(&hex16(seq)[..]) && data.get(16..) == self.filler.get(16..)
@@ -311,52 +348,43 @@ async fn echo_ws(
     deadline: Instant,
     done: Arc<AtomicU64>,
 ) -> Result<Vec<u32>, String> {
-    let ws = connect(url, read_buffer_for(in_flight * (size + 14))).await?;
-    let (mut sink, mut stream) = ws.split();
+    let mut conn = connect(url, read_buffer_for(in_flight * (size + 14))).await?;
     let payloads = Payloads::new(size);
-    let make = |seq: u64| {
-        let bytes = payloads.make(seq);
-        if binary {
-            Message::binary(bytes)
-        } else {
-            Message::text(String::from_utf8(bytes).unwrap_or_default())
-        }
-    };
+    let opcode = if binary { BINARY } else { TEXT };
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0u64;
+    let mut out = Vec::new();
     for _ in 0..in_flight {
-        sink.feed(make(seq)).await.map_err(|e| e.to_string())?;
+        frames::encode(opcode, payloads.len(), &mut conn.masks, &mut out, |out| {
+            payloads.write(seq, out)
+        });
         pending.push_back((seq, Instant::now()));
         seq += 1;
     }
-    sink.flush().await.map_err(|e| e.to_string())?;
     let mut rtts = Vec::new();
-    while let Some((expected, sent_at)) = pending.front().copied() {
-        let mut next = Some(stream.next().await);
-        while let Some(message) = next.take() {
-            let message = message.ok_or("connection closed")?.map_err(|e| e.to_string())?;
-            let data = match &message {
-                Message::Text(text) => text.as_bytes(),
-                Message::Binary(bytes) => bytes,
-                _ => continue,
-            };
-            let (expected, sent_at) = pending.pop_front().unwrap_or((expected, sent_at));
-            if !payloads.matches(expected, data) {
-                return Err(format!("echo {expected} does not match what was sent"));
-            }
-            let now = Instant::now();
-            rtts.push(rtt_us(sent_at, now));
-            done.fetch_add(1, Ordering::Relaxed);
-            if now < deadline {
-                sink.feed(make(seq)).await.map_err(|e| e.to_string())?;
-                pending.push_back((seq, now));
-                seq += 1;
-            }
-            next = stream.next().now_or_never();
-        }
-        sink.flush().await.map_err(|e| e.to_string())?;
+    while !pending.is_empty() {
+        conn.send(&out).await?;
+        out.clear();
+        let masks = &mut conn.masks;
+        conn.reader
+            .read(|_, data| {
+                let (expected, sent_at) = pending.pop_front().ok_or("an echo of nothing sent")?;
+                if !payloads.matches(expected, data) {
+                    return Err(format!("echo {expected} does not match what was sent"));
+                }
+                let now = Instant::now();
+                rtts.push(rtt_us(sent_at, now));
+                done.fetch_add(1, Ordering::Relaxed);
+                if now < deadline {
+                    frames::encode(opcode, payloads.len(), masks, &mut out, |out| payloads.write(seq, out));
+                    pending.push_back((seq, now));
+                    seq += 1;
+                }
+                Ok(())
+            })
+            .await?;
     }
-    let _ = sink.send(Message::Close(None)).await;
+    conn.close().await;
     Ok(rtts)
 }
 
@@ -454,37 +482,51 @@ async fn broadcast(
     let readers: Vec<_> = subs
         .into_iter()
         .zip(latency_sets.iter().cloned())
-        .map(|(ws, latencies)| {
+        .map(|(mut conn, latencies)| {
             let received = received.clone();
             tokio::spawn(async move {
-                let (_sink, mut stream) = ws.split();
-                while let Some(Ok(message)) = stream.next().await {
-                    let Message::Text(text) = message else { continue };
-                    if let Some(sent_us) = text.split(' ').nth(1).and_then(|t| t.parse::<u64>().ok()) {
-                        let now_us = origin.elapsed().as_micros() as u64;
-                        latencies
-                            .lock()
-                            .push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
-                        received.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    let read = conn.reader.read(|opcode, data| {
+                        if let Some(sent_us) = (opcode == TEXT).then(|| sent_at_us(data)).flatten() {
+                            let now_us = origin.elapsed().as_micros() as u64;
+                            let latency = now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32;
+                            latencies.lock().push(latency);
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    });
+                    if read.await.is_err() || conn.send(&[]).await.is_err() {
+                        break;
                     }
                 }
             })
         })
         .collect();
-    let publisher = connect(url, SMALL_READ_BUFFER).await?;
-    let (mut sink, mut own) = publisher.split();
+    // The publisher's reader only counts its own messages; the servers under test do not ping.
+    let Conn {
+        reader: mut own,
+        mut write,
+        mut masks,
+    } = connect(url, SMALL_READ_BUFFER).await?;
     let own_seen = Arc::new(AtomicU64::new(0));
+    // Wakes the publisher when one of its own messages comes back: waiting by yielding in a
+    // loop cost the load generator an `epoll_wait` per turn, 1.6 M in a 4 s run.
+    let own_arrived = Arc::new(tokio::sync::Notify::new());
     let own_reader = {
         let own_seen = own_seen.clone();
+        let own_arrived = own_arrived.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), own.next()).await {
-                    Ok(Some(Ok(Message::Text(_)))) => {
+                let read = own.read(|opcode, _| {
+                    if opcode == TEXT {
                         own_seen.fetch_add(1, Ordering::Relaxed);
+                        own_arrived.notify_one();
                     }
-                    Ok(None) | Ok(Some(Err(_))) => break,
-                    _ => {}
+                    Ok(())
+                });
+                if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(200), read).await {
+                    break;
                 }
             }
         })
@@ -493,6 +535,7 @@ async fn broadcast(
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let mut sent = 0u64;
+    let mut out = Vec::new();
     let mut interval = (rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64)));
     while Instant::now() < deadline {
         match interval.as_mut() {
@@ -501,12 +544,16 @@ async fn broadcast(
             }
             None => {
                 while sent.saturating_sub(own_seen.load(Ordering::Relaxed)) >= window && Instant::now() < deadline {
-                    tokio::task::yield_now().await;
+                    let _ = tokio::time::timeout_at(deadline.into(), own_arrived.notified()).await;
                 }
             }
         }
         let message = format!("{sent} {}", origin.elapsed().as_micros());
-        sink.send(Message::text(message)).await.map_err(|e| e.to_string())?;
+        out.clear();
+        frames::encode(TEXT, message.len(), &mut masks, &mut out, |out| {
+            out.extend_from_slice(message.as_bytes())
+        });
+        write.write_all(&out).await.map_err(|e| e.to_string())?;
         sent += 1;
     }
     let publishing = start.elapsed().as_secs_f64();
@@ -529,6 +576,12 @@ async fn broadcast(
         "deliveries_per_s": delivered as f64 / publishing, "lost": expected.saturating_sub(delivered),
         "latency": percentiles(latencies),
     }))
+}
+
+/// The send time in a broadcast message `"SEQ MICROS"`.
+fn sent_at_us(message: &[u8]) -> Option<u64> {
+    let at = message.iter().position(|&b| b == b' ')?;
+    std::str::from_utf8(message.get(at + 1..)?).ok()?.parse().ok()
 }
 
 /// The server's resident memory in bytes, from /proc.
@@ -566,7 +619,8 @@ mod tests {
     fn payloads_carry_their_sequence_number_and_check_every_byte() {
         assert_eq!(&hex16(0x1234_abcd), b"000000001234abcd");
         let payloads = Payloads::new(32);
-        let sent = payloads.make(7);
+        let mut sent = Vec::new();
+        payloads.write(7, &mut sent);
         assert_eq!(sent.len(), 32);
         assert!(payloads.matches(7, &sent));
         assert!(!payloads.matches(8, &sent));
