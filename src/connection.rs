@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, StreamHandler};
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::Stream;
 use switchboard_actors::{Hub, Metrics};
 
@@ -51,9 +51,13 @@ impl Pending {
 
     /// Starts the actor reading `inbound`. A server session must already be connected to `hub`,
     /// which it leaves when it stops; `guard` is dropped then too.
-    pub(crate) fn run<S, E>(mut self, inbound: S, hub: Option<Hub>, guard: Box<dyn Send>)
+    ///
+    /// Chunks the reader hands over as `BytesMut` are the decoder's own: a large frame in one is
+    /// unmasked where it lies. `Bytes` chunks that other handles share are copied once.
+    pub(crate) fn run<S, B, E>(mut self, inbound: S, hub: Option<Hub>, guard: Box<dyn Send>)
     where
-        S: Stream<Item = Result<Bytes, E>> + 'static,
+        S: Stream<Item = Result<B, E>> + 'static,
+        B: Into<BytesMut> + 'static,
         E: Display + 'static,
     {
         self.ctx.add_stream(inbound);
@@ -100,7 +104,10 @@ impl Actor for Connection {
         log::debug!("session {} open", self.ws.id());
         self.ws.shared.metrics.connection_opened();
         if let Some(interval) = self.config.ping_interval {
-            ctx.run_interval(interval, |act, ctx| act.send_keepalive_ping(ctx));
+            ctx.run_interval(interval, |act, ctx| {
+                act.decoder.release_spent_input();
+                act.send_keepalive_ping(ctx);
+            });
         }
         if let Some(idle) = self.config.idle_timeout {
             self.check_idle_after(idle, ctx);
@@ -121,10 +128,10 @@ impl Actor for Connection {
     }
 }
 
-impl<E: Display + 'static> StreamHandler<Result<Bytes, E>> for Connection {
-    fn handle(&mut self, item: Result<Bytes, E>, ctx: &mut Context<Self>) {
+impl<B: Into<BytesMut> + 'static, E: Display + 'static> StreamHandler<Result<B, E>> for Connection {
+    fn handle(&mut self, item: Result<B, E>, ctx: &mut Context<Self>) {
         match item {
-            Ok(bytes) => self.on_bytes(bytes, ctx),
+            Ok(bytes) => self.on_bytes(bytes.into(), ctx),
             Err(error) => {
                 log::debug!("session {}: read error: {error}", self.ws.id());
                 self.ws
@@ -167,7 +174,7 @@ impl Handler<Control> for Connection {
 }
 
 impl Connection {
-    fn on_bytes(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
+    fn on_bytes(&mut self, bytes: BytesMut, ctx: &mut Context<Self>) {
         if self.failed {
             return;
         }

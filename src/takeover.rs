@@ -38,6 +38,10 @@ const READ_MIN: usize = 4 << 10;
 /// filled it and halves after one that used under a quarter of it.
 const READ_MAX: usize = 256 << 10;
 
+/// A connection that goes quiet keeps a read buffer up to this size, and lets a larger one go,
+/// so that ten thousand idle connections do not hold their last burst's buffer.
+const READ_KEEP: usize = 8 << 10;
+
 /// A body larger than this, on a response that is not a WebSocket upgrade, is not sent.
 const ANSWER_BODY_MAX: usize = 64 << 10;
 
@@ -162,11 +166,11 @@ async fn flush(framed: &mut Framed<TcpStream, h1::Codec>) -> io::Result<()> {
 
 /// The peer's bytes as a stream of chunks read straight from the socket.
 ///
-/// Each read gets a buffer of its own, made once the socket is readable and handed over whole:
-/// a quiet connection holds no read buffer, and the decoder, as the chunk's only owner, can unmask
-/// a large frame where it lies instead of copying it out (`Decoder::feed_bytes`).
+/// Chunks go out as `BytesMut`, split from one read buffer: the decoder can unmask a large frame
+/// where it lies, and the buffer's memory is used again once the frames taken from it are gone.
 struct Reader {
     read: OwnedReadHalf,
+    buf: BytesMut,
     /// How much the next buffer holds.
     size: usize,
     leftover: Option<Bytes>,
@@ -176,14 +180,15 @@ impl Reader {
     fn new(read: OwnedReadHalf, leftover: Bytes) -> Reader {
         Reader {
             read,
+            buf: BytesMut::new(),
             size: READ_MIN,
             leftover: (!leftover.is_empty()).then_some(leftover),
         }
     }
 
-    /// The next buffer size, from how much of the last one a read used.
-    fn adapt(&mut self, read: usize) {
-        if read == self.size {
+    /// The next buffer size, from how much of `room` the last read used.
+    fn adapt(&mut self, read: usize, room: usize) {
+        if read == room {
             self.size = (self.size * 2).min(READ_MAX);
         } else if read < self.size / 4 {
             self.size = (self.size / 2).max(READ_MIN);
@@ -192,26 +197,32 @@ impl Reader {
 }
 
 impl Stream for Reader {
-    type Item = io::Result<Bytes>;
+    type Item = io::Result<BytesMut>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if let Some(first) = this.leftover.take() {
-            return Poll::Ready(Some(Ok(first)));
+            return Poll::Ready(Some(Ok(first.into())));
         }
         if this.read.as_ref().poll_read_ready(cx)?.is_pending() {
+            if this.buf.capacity() > READ_KEEP {
+                this.buf = BytesMut::new();
+            }
             return Poll::Pending;
         }
-        let mut buf = BytesMut::with_capacity(this.size);
+        if this.buf.capacity() - this.buf.len() < READ_MIN {
+            this.buf.reserve(this.size);
+        }
+        let room = this.buf.capacity() - this.buf.len();
         // tokio's `poll_read`, unlike `try_read`, takes a read that leaves room in the buffer as
         // proof the socket is drained: no second `recv` just to hear `EAGAIN` (one per read in
         // the 32 B echo benchmark).
-        match poll_read_buf(Pin::new(&mut this.read), cx, &mut buf) {
+        match poll_read_buf(Pin::new(&mut this.read), cx, &mut this.buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => Poll::Ready(None),
             Poll::Ready(Ok(read)) => {
-                this.adapt(read);
-                Poll::Ready(Some(Ok(buf.freeze())))
+                this.adapt(read, room);
+                Poll::Ready(Some(Ok(this.buf.split())))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
         }
