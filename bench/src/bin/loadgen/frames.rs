@@ -167,7 +167,11 @@ impl FrameReader {
         &mut self,
         mut on_message: impl FnMut(u8, &[u8]) -> Result<(), String>,
     ) -> Result<(), String> {
-        if self.buf.capacity() - self.buf.len() < self.chunk / 2 {
+        if self.buf.capacity() == 0 {
+            // Twice the read size, so that `reserve` below can move a partial frame to the front
+            // of the same allocation instead of making a new one after every full read.
+            self.buf.reserve(2 * self.chunk);
+        } else if self.buf.capacity() - self.buf.len() < self.chunk {
             self.buf.reserve(self.chunk);
         }
         if self.read.read_buf(&mut self.buf).await.map_err(|e| e.to_string())? == 0 {
