@@ -39,7 +39,8 @@ pub struct Config {
     /// How often a ping is sent to check the peer is alive. `None` turns keepalive off.
     ///
     /// Default 20 s, below the 30 to 60 s after which proxies and NAT boxes tend to drop quiet
-    /// connections.
+    /// connections. The same tick lets a quiet connection's spent read buffer go; with `None`,
+    /// that buffer is kept until the connection's next read.
     pub ping_interval: Option<Duration>,
     /// How long after a ping the peer has to show it is alive (any frame counts, a pong included).
     ///

@@ -120,18 +120,19 @@ pub(crate) async fn upgrade(
     }
 }
 
-/// The connection's bytes as a stream, starting with what was read past the handshake.
-pub(crate) fn reader<R>(read: R, leftover: Bytes) -> impl futures_util::Stream<Item = io::Result<Bytes>>
+/// The connection's bytes as a stream, starting with what was read past the handshake. Each read
+/// gets a buffer of its own, which the decoder takes as it is (`Decoder::feed_bytes`).
+pub(crate) fn reader<R>(read: R, leftover: Bytes) -> impl futures_util::Stream<Item = io::Result<BytesMut>>
 where
     R: AsyncRead + Unpin + 'static,
 {
-    let first = (!leftover.is_empty()).then_some(Ok(leftover));
+    let first = (!leftover.is_empty()).then(|| Ok(BytesMut::from(leftover)));
     stream::iter(first).chain(stream::unfold(Some(read), |state| async move {
         let mut read = state?;
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         match read.read_buf(&mut buf).await {
             Ok(0) => None,
-            Ok(_) => Some((Ok(buf.freeze()), Some(read))),
+            Ok(_) => Some((Ok(buf), Some(read))),
             Err(error) => Some((Err(error), None)),
         }
     }))
