@@ -511,10 +511,17 @@ async fn broadcast(
         let own_seen = own_seen.clone();
         let own_arrived = own_arrived.clone();
         let stop = stop.clone();
+        // The publisher's own copies are timed too: a server that serves the publisher ahead of
+        // the other subscribers frees the flat-out window sooner, and gets more deliveries/s.
         tokio::spawn(async move {
+            let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let read = own.read(|opcode, _| {
+                let read = own.read(|opcode, data| {
                     if opcode == TEXT {
+                        if let Some(sent_us) = sent_at_us(data) {
+                            let now_us = origin.elapsed().as_micros() as u64;
+                            latencies.push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
+                        }
                         own_seen.fetch_add(1, Ordering::Relaxed);
                         own_arrived.notify_one();
                     }
@@ -524,6 +531,7 @@ async fn broadcast(
                     break;
                 }
             }
+            latencies
         })
     };
     progress(seconds, received.clone(), "deliveries", stop.clone());
@@ -563,13 +571,13 @@ async fn broadcast(
     for set in &latency_sets {
         latencies.append(&mut set.lock());
     }
-    let _ = own_reader.await;
+    let own_latencies = own_reader.await.unwrap_or_default();
     let delivered = received.load(Ordering::Relaxed);
     Ok(json!({
         "scenario": "broadcast", "url": url, "subscribers": subscribers, "rate": rate, "window": window,
         "seconds": publishing, "published": sent, "deliveries": delivered,
         "deliveries_per_s": delivered as f64 / publishing, "lost": expected.saturating_sub(delivered),
-        "latency": percentiles(latencies),
+        "latency": percentiles(latencies), "publisher_latency": percentiles(own_latencies),
     }))
 }
 
