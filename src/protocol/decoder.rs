@@ -5,6 +5,7 @@ use switchboard_actors::Text;
 
 use super::close::CloseFrame;
 use super::frame::{FrameHeader, OpCode};
+use super::input::Input;
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{ProtocolError, Role};
@@ -89,7 +90,7 @@ pub struct Decoder {
     max_message: usize,
     buf: BytesMut,
     /// The unread rest of the last chunk fed, taken frame by frame.
-    input: BytesMut,
+    input: Input,
     frame: Option<PendingFrame>,
     message: Option<Reassembly>,
     utf8: Utf8Validator,
@@ -104,7 +105,7 @@ impl Decoder {
             max_frame,
             max_message,
             buf: BytesMut::new(),
-            input: BytesMut::new(),
+            input: Input::default(),
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
@@ -114,21 +115,29 @@ impl Decoder {
     /// Appends bytes received from the peer, copying them. [`Decoder::feed_bytes`] takes an
     /// owned chunk and copies only what it must.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.feed_bytes(BytesMut::from(bytes));
+        self.feed_owned(BytesMut::from(bytes));
     }
 
     /// Appends a chunk received from the peer.
     ///
     /// Bytes of a frame payload already under way are copied to that payload and unmasked; the
-    /// rest is kept until [`Decoder::next_event`] takes each frame from it. A large frame that is
-    /// whole in the chunk is unmasked where it lies and handed on without a copy. That needs the
-    /// chunk to be the decoder's own: a `BytesMut`, or a `Bytes` with no other handle on its
-    /// memory. A shared `Bytes` is copied first, so every payload byte is still copied once.
-    pub fn feed_bytes(&mut self, bytes: impl Into<BytesMut>) {
-        let mut bytes = bytes.into();
+    /// rest is kept until [`Decoder::next_event`] takes each frame from it, so every payload byte
+    /// is copied at most once. If no other handle shares the chunk's memory, it is taken as
+    /// [`Decoder::feed_owned`] takes it.
+    pub fn feed_bytes(&mut self, bytes: Bytes) {
+        self.feed_input(Input::from(bytes));
+    }
+
+    /// Appends a chunk received from the peer that the decoder may change: a frame of 16 KiB or
+    /// more that lies whole in it is unmasked where it lies and handed on without a copy.
+    pub fn feed_owned(&mut self, bytes: BytesMut) {
+        self.feed_input(Input::Owned(bytes));
+    }
+
+    fn feed_input(&mut self, mut bytes: Input) {
         if !self.input.is_empty() {
             // Fed twice without reading events: keep the order, at the cost of a copy.
-            self.buf.extend_from_slice(&std::mem::take(&mut self.input));
+            self.buf.extend_from_slice(std::mem::take(&mut self.input).bytes());
         }
         if let Some(PendingFrame {
             header,
@@ -139,7 +148,7 @@ impl Decoder {
         {
             // While a payload fills, the input buffer is empty: every byte before it was taken.
             let now = (*len - payload.len()).min(bytes.len());
-            append_unmasked(payload, bytes.get(..now).unwrap_or_default(), header.mask);
+            append_unmasked(payload, bytes.bytes().get(..now).unwrap_or_default(), header.mask);
             bytes.advance(now);
         }
         self.input = bytes;
@@ -148,7 +157,8 @@ impl Decoder {
     /// Moves up to `count` bytes from the front of the unread input to the input buffer.
     fn pull(&mut self, count: usize) {
         let count = count.min(self.input.len());
-        self.buf.extend_from_slice(self.input.get(..count).unwrap_or_default());
+        self.buf
+            .extend_from_slice(self.input.bytes().get(..count).unwrap_or_default());
         self.input.advance(count);
     }
 
@@ -160,7 +170,7 @@ impl Decoder {
     /// 64 KiB echo benchmark.
     pub fn release_spent_input(&mut self) {
         if self.input.is_empty() {
-            self.input = BytesMut::new();
+            self.input = Input::default();
         }
     }
 
@@ -240,7 +250,7 @@ impl Decoder {
         } else {
             let mut payload = BytesMut::with_capacity(len.min(PAYLOAD_RESERVE_MAX));
             append_unmasked(&mut payload, &self.buf, header.mask);
-            append_unmasked(&mut payload, &std::mem::take(&mut self.input), header.mask);
+            append_unmasked(&mut payload, std::mem::take(&mut self.input).bytes(), header.mask);
             self.buf.clear();
             Some(payload)
         };
@@ -257,21 +267,27 @@ impl Decoder {
     /// taking its payload from there without a copy and unmasking it in place; `false` for any
     /// other frame.
     fn take_whole_in_place(&mut self) -> Result<bool, ProtocolError> {
-        if !self.buf.is_empty() || self.input.len() < IN_PLACE_MIN {
+        let Some(input) = self.input.owned() else {
+            return Ok(false);
+        };
+        if !self.buf.is_empty() || input.len() < IN_PLACE_MIN {
             return Ok(false);
         }
-        let Some((header, header_len)) = FrameHeader::parse(&self.input)? else {
+        let Some((header, header_len)) = FrameHeader::parse(input)? else {
             return Ok(false);
         };
         let Ok(len) = usize::try_from(header.payload_len) else {
             return Ok(false);
         };
-        if len < IN_PLACE_MIN || self.input.len() - header_len < len {
+        if len < IN_PLACE_MIN || input.len() - header_len < len {
             return Ok(false);
         }
         self.check_header(&header)?;
-        self.input.advance(header_len);
-        let mut payload = self.input.split_to(len);
+        let Some(input) = self.input.owned() else {
+            return Ok(false);
+        };
+        input.advance(header_len);
+        let mut payload = input.split_to(len);
         if let Some(key) = header.mask {
             apply_mask(&mut payload, key, 0);
         }
@@ -602,9 +618,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_chunk_is_read_not_changed() {
+        let mut d = Decoder::new(Role::Server, 1 << 20, 1 << 20);
+        let payload = vec![9u8; IN_PLACE_MIN];
+        let chunk = Bytes::from(client_frame(OpCode::Binary, true, &payload));
+        let kept = chunk.clone(); // as actix-web keeps its read buffer
+        let range = chunk.as_ptr_range();
+        d.feed_bytes(chunk);
+        match d.next_event() {
+            Ok(Some(Event::Binary(data))) => {
+                assert_eq!(&data[..], &payload[..]);
+                assert!(!range.contains(&data.as_ptr()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(kept, Bytes::from(client_frame(OpCode::Binary, true, &payload)));
+    }
+
+    #[test]
     fn a_spent_chunk_is_let_go_on_request() {
         let mut d = Decoder::new(Role::Server, 1 << 20, 1 << 20);
-        d.feed_bytes(BytesMut::from(
+        d.feed_owned(BytesMut::from(
             &client_frame(OpCode::Binary, true, &[5; IN_PLACE_MIN])[..],
         ));
         let Ok(Some(Event::Binary(data))) = d.next_event() else {
