@@ -41,7 +41,8 @@ impl OpCode {
         })
     }
 
-    fn bits(self) -> u8 {
+    /// The opcode's 4 bits, as they go in the first byte of a frame.
+    pub fn bits(self) -> u8 {
         match self {
             OpCode::Continuation => 0x0,
             OpCode::Text => 0x1,

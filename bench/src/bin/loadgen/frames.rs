@@ -4,29 +4,20 @@
 //! more than any server under test spent on its own core, so every server measured the same
 //! thing: the client (docs/benchmarks.md, "The load generator"). The handshake still goes through
 //! tokio-tungstenite; after it, these functions do what a load generator needs and no more.
-//! Every server frame is still parsed and checked (no mask, no reserved bits, a known opcode),
-//! fragmented messages are put together, pings are answered, and every client frame is masked
-//! with a fresh key.
+//! Every server frame is still parsed and checked (`switchboard::protocol::FrameHeader::parse`,
+//! then no mask and no reserved bits), fragmented messages are put together, pings are answered,
+//! and every client frame is masked with a fresh key (`apply_mask`). Reusing the library's
+//! protocol core here costs the benchmark no independence: every echo is checked byte for byte,
+//! and `bench/tests/loadgen.rs` runs this code against the tokio-tungstenite server.
 
 use bytes::{Buf, BytesMut};
+use switchboard::protocol::{apply_mask, FrameHeader, OpCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
-/// Continuation frame.
-const CONTINUATION: u8 = 0;
-/// Text frame.
-pub(crate) const TEXT: u8 = 1;
-/// Binary frame.
-pub(crate) const BINARY: u8 = 2;
-/// Close frame.
-pub(crate) const CLOSE: u8 = 8;
-/// Ping frame.
-const PING: u8 = 9;
-/// Pong frame.
-const PONG: u8 = 10;
-
 /// Mask keys from xorshift64: a fresh key per frame, as RFC 6455 asks of clients, at a few
-/// instructions each.
+/// instructions each. (`switchboard::protocol::random_mask` runs a keyed hash per key so that no
+/// third party can predict it; a load generator on loopback needs fresh keys, not secret ones.)
 #[derive(Debug)]
 pub(crate) struct Masks(u64);
 
@@ -45,8 +36,14 @@ impl Masks {
 }
 
 /// Appends a masked client frame of `len` payload bytes, which `fill` appends to `out`.
-pub(crate) fn encode(opcode: u8, len: usize, masks: &mut Masks, out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
-    out.push(0x80 | opcode);
+pub(crate) fn encode(
+    opcode: OpCode,
+    len: usize,
+    masks: &mut Masks,
+    out: &mut Vec<u8>,
+    fill: impl FnOnce(&mut Vec<u8>),
+) {
+    out.push(0x80 | opcode.bits());
     match len {
         0..=125 => out.push(0x80 | len as u8),
         126..=0xFFFF => {
@@ -62,72 +59,34 @@ pub(crate) fn encode(opcode: u8, len: usize, masks: &mut Masks, out: &mut Vec<u8
     out.extend_from_slice(&key);
     let start = out.len();
     fill(out);
-    apply_mask(out.get_mut(start..).unwrap_or_default(), key);
+    apply_mask(out.get_mut(start..).unwrap_or_default(), key, 0);
 }
 
-/// XORs `data` with `key`, eight bytes at a time.
-fn apply_mask(data: &mut [u8], key: [u8; 4]) {
-    let [a, b, c, d] = key;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut words = data.chunks_exact_mut(8);
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
-    }
-    // The remainder starts at a multiple of 8, so its key index starts at 0.
-    for (byte, k) in words.into_remainder().iter_mut().zip(key.iter().cycle()) {
-        *byte ^= k;
-    }
-}
-
-/// A frame header: where the payload starts and how long it is.
+/// A whole server frame at the start of a buffer: its header, where its payload starts, and how
+/// long the payload is.
 struct Header {
-    fin: bool,
-    opcode: u8,
+    header: FrameHeader,
     start: usize,
     len: usize,
 }
 
-/// Parses the server frame header at the start of `buf`; `None` until the whole frame is there.
+/// Parses the server frame at the start of `buf` (`FrameHeader::parse`); `None` until the whole
+/// frame is there.
 ///
 /// # Errors
-/// A masked frame, reserved bits or an unknown opcode: the server broke RFC 6455.
+/// What `FrameHeader::parse` refuses, a masked frame or reserved bits: the server broke RFC 6455.
 fn parse(buf: &[u8]) -> Result<Option<Header>, String> {
-    let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
+    let Some((header, start)) = FrameHeader::parse(buf).map_err(|e| format!("server frame: {e}"))? else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
-        return Err("server frame has reserved bits set".into());
+    if header.rsv != 0 || header.mask.is_some() {
+        return Err("server frame has reserved bits set or is masked".into());
     }
-    if b1 & 0x80 != 0 {
-        return Err("server frame is masked".into());
-    }
-    let opcode = b0 & 0x0F;
-    if !matches!(opcode, CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG) {
-        return Err(format!("server frame has unknown opcode {opcode}"));
-    }
-    let (len, start) = match b1 & 0x7F {
-        126 => match buf.get(2..4).and_then(|ext| <[u8; 2]>::try_from(ext).ok()) {
-            Some(ext) => (u64::from(u16::from_be_bytes(ext)), 4),
-            None => return Ok(None),
-        },
-        127 => match buf.get(2..10).and_then(|ext| <[u8; 8]>::try_from(ext).ok()) {
-            Some(ext) => (u64::from_be_bytes(ext), 10),
-            None => return Ok(None),
-        },
-        short => (u64::from(short), 2),
-    };
-    let len = usize::try_from(len).map_err(|_| "server frame too large".to_string())?;
+    let len = usize::try_from(header.payload_len).map_err(|_| "server frame too large".to_string())?;
     if buf.len() - start < len {
         return Ok(None);
     }
-    Ok(Some(Header {
-        fin: b0 & 0x80 != 0,
-        opcode,
-        start,
-        len,
-    }))
+    Ok(Some(Header { header, start, len }))
 }
 
 /// Reads server frames from one connection and hands over each whole text or binary message.
@@ -138,7 +97,7 @@ pub(crate) struct FrameReader {
     /// How much room to make before each read.
     chunk: usize,
     /// The opcode and bytes so far of a fragmented message.
-    fragments: Option<(u8, Vec<u8>)>,
+    fragments: Option<(OpCode, Vec<u8>)>,
     /// Pongs to send, for the pings read so far.
     pub(crate) replies: Vec<u8>,
     masks: Masks,
@@ -165,7 +124,7 @@ impl FrameReader {
     /// `on_message` failed.
     pub(crate) async fn read(
         &mut self,
-        mut on_message: impl FnMut(u8, &[u8]) -> Result<(), String>,
+        mut on_message: impl FnMut(OpCode, &[u8]) -> Result<(), String>,
     ) -> Result<(), String> {
         if self.buf.capacity() == 0 {
             // Twice the read size, so that `reserve` below can move a partial frame to the front
@@ -184,10 +143,11 @@ impl FrameReader {
                 .get(at + header.start..at + header.start + header.len)
                 .unwrap_or_default();
             at += header.start + header.len;
-            match (header.opcode, header.fin, self.fragments.as_mut()) {
-                (TEXT | BINARY, true, None) => on_message(header.opcode, payload)?,
-                (TEXT | BINARY, false, None) => self.fragments = Some((header.opcode, payload.to_vec())),
-                (CONTINUATION, fin, Some((_, message))) => {
+            let FrameHeader { opcode, fin, .. } = header.header;
+            match (opcode, fin, self.fragments.as_mut()) {
+                (OpCode::Text | OpCode::Binary, true, None) => on_message(opcode, payload)?,
+                (OpCode::Text | OpCode::Binary, false, None) => self.fragments = Some((opcode, payload.to_vec())),
+                (OpCode::Continuation, fin, Some((_, message))) => {
                     message.extend_from_slice(payload);
                     if fin {
                         if let Some((opcode, message)) = self.fragments.take() {
@@ -195,11 +155,13 @@ impl FrameReader {
                         }
                     }
                 }
-                (PING, _, _) => encode(PONG, payload.len(), &mut self.masks, &mut self.replies, |out| {
-                    out.extend_from_slice(payload);
-                }),
-                (PONG, _, _) => {}
-                (CLOSE, _, _) => return Err(format!("server closed the connection: {payload:?}")),
+                (OpCode::Ping, _, _) => {
+                    encode(OpCode::Pong, payload.len(), &mut self.masks, &mut self.replies, |out| {
+                        out.extend_from_slice(payload);
+                    })
+                }
+                (OpCode::Pong, _, _) => {}
+                (OpCode::Close, _, _) => return Err(format!("server closed the connection: {payload:?}")),
                 _ => return Err("server fragments out of order".into()),
             }
         }
@@ -210,23 +172,25 @@ impl FrameReader {
 
 #[cfg(test)]
 mod tests {
+    use switchboard::protocol::{Decoder, Event, Role};
+
     use super::*;
 
     #[test]
-    fn masking_twice_gives_the_payload_back_at_every_length() {
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len as u8).collect();
-            let mut masked = data.clone();
-            apply_mask(&mut masked, [1, 2, 3, 4]);
-            if len > 0 {
-                assert_ne!(masked, data);
+    fn a_server_decodes_what_the_load_generator_encodes() {
+        let mut masks = Masks::new(7);
+        let mut decoder = Decoder::new(Role::Server, 1 << 20, 1 << 20);
+        for len in [0usize, 5, 300, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut out = Vec::new();
+            encode(OpCode::Binary, len, &mut masks, &mut out, |out| {
+                out.extend_from_slice(&payload)
+            });
+            decoder.feed(&out);
+            match decoder.next_event() {
+                Ok(Some(Event::Binary(data))) => assert_eq!(&data[..], &payload[..], "length {len}"),
+                other => panic!("length {len}: {other:?}"),
             }
-            let expected: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ [1u8, 2, 3, 4][i % 4])
-                .collect();
-            assert_eq!(masked, expected);
         }
     }
 
@@ -235,7 +199,9 @@ mod tests {
         let mut masks = Masks::new(7);
         for len in [5usize, 300, 70_000] {
             let mut out = Vec::new();
-            encode(BINARY, len, &mut masks, &mut out, |out| out.resize(out.len() + len, 9));
+            encode(OpCode::Binary, len, &mut masks, &mut out, |out| {
+                out.resize(out.len() + len, 9)
+            });
             let header = match len {
                 5 => 6,
                 300 => 8,
@@ -245,8 +211,8 @@ mod tests {
             assert_eq!(out.first(), Some(&0x82));
         }
         let server = [0x81, 3, b'a', b'b', b'c', 0x89, 0];
-        let first = parse(&server).ok().flatten().map(|h| (h.opcode, h.start, h.len));
-        assert_eq!(first, Some((TEXT, 2, 3)));
+        let first = parse(&server).ok().flatten().map(|h| (h.header.opcode, h.start, h.len));
+        assert_eq!(first, Some((OpCode::Text, 2, 3)));
         assert!(parse(server.get(..4).unwrap_or_default()).ok().flatten().is_none());
         assert!(parse(&[0x81, 0x83, 0, 0, 0, 0]).is_err());
         assert!(parse(&[0xC1, 0]).is_err());

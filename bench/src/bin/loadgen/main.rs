@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 mod frames;
 
 use clap::{Parser, Subcommand};
-use frames::{FrameReader, Masks, BINARY, CLOSE, TEXT};
+use frames::{FrameReader, Masks};
 use futures_util::StreamExt;
 use serde_json::json;
+use switchboard::protocol::OpCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -147,7 +148,7 @@ impl Conn {
     /// Sends a close frame, ignoring failure.
     async fn close(mut self) {
         let mut out = Vec::new();
-        frames::encode(CLOSE, 0, &mut self.masks, &mut out, |_| {});
+        frames::encode(OpCode::Close, 0, &mut self.masks, &mut out, |_| {});
         let _ = self.write.write_all(&out).await;
     }
 }
@@ -345,7 +346,7 @@ async fn echo_ws(
 ) -> Result<Vec<u32>, String> {
     let mut conn = connect(url, read_buffer_for(in_flight * (size + 14))).await?;
     let payloads = Payloads::new(size);
-    let opcode = if binary { BINARY } else { TEXT };
+    let opcode = if binary { OpCode::Binary } else { OpCode::Text };
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0u64;
     let mut out = Vec::new();
@@ -482,7 +483,7 @@ async fn broadcast(
             tokio::spawn(async move {
                 loop {
                     let read = conn.reader.read(|opcode, data| {
-                        if let Some(sent_us) = (opcode == TEXT).then(|| sent_at_us(data)).flatten() {
+                        if let Some(sent_us) = (opcode == OpCode::Text).then(|| sent_at_us(data)).flatten() {
                             let now_us = origin.elapsed().as_micros() as u64;
                             let latency = now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32;
                             latencies.lock().push(latency);
@@ -517,7 +518,7 @@ async fn broadcast(
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let read = own.read(|opcode, data| {
-                    if opcode == TEXT {
+                    if opcode == OpCode::Text {
                         if let Some(sent_us) = sent_at_us(data) {
                             let now_us = origin.elapsed().as_micros() as u64;
                             latencies.push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
@@ -553,7 +554,7 @@ async fn broadcast(
         }
         let message = format!("{sent} {}", origin.elapsed().as_micros());
         out.clear();
-        frames::encode(TEXT, message.len(), &mut masks, &mut out, |out| {
+        frames::encode(OpCode::Text, message.len(), &mut masks, &mut out, |out| {
             out.extend_from_slice(message.as_bytes())
         });
         write.write_all(&out).await.map_err(|e| e.to_string())?;
