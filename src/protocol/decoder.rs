@@ -267,21 +267,20 @@ impl Decoder {
     /// taking its payload from there without a copy and unmasking it in place; `false` for any
     /// other frame.
     fn take_whole_in_place(&mut self) -> Result<bool, ProtocolError> {
-        let Some(input) = self.input.owned() else {
-            return Ok(false);
-        };
-        if !self.buf.is_empty() || input.len() < IN_PLACE_MIN {
-            return Ok(false);
-        }
-        let Some((header, header_len)) = FrameHeader::parse(input)? else {
-            return Ok(false);
-        };
-        let Ok(len) = usize::try_from(header.payload_len) else {
-            return Ok(false);
-        };
-        if len < IN_PLACE_MIN || input.len() - header_len < len {
+        let bytes = self.input.bytes();
+        // A length below 126 is all in the second byte and far under `IN_PLACE_MIN`: such a frame
+        // is left to `start_frame` without its header being parsed here first.
+        if !self.buf.is_empty() || bytes.len() < IN_PLACE_MIN || !bytes.get(1).is_some_and(|b| b & 0x7F >= 126) {
             return Ok(false);
         }
+        let Some((header, header_len)) = FrameHeader::parse(bytes)? else {
+            return Ok(false);
+        };
+        let available = bytes.len() - header_len;
+        let len = match usize::try_from(header.payload_len) {
+            Ok(len) if len >= IN_PLACE_MIN && available >= len => len,
+            _ => return Ok(false),
+        };
         self.check_header(&header)?;
         let Some(input) = self.input.owned() else {
             return Ok(false);
