@@ -12,7 +12,7 @@ use switchboard_actors::{Hub, Metrics};
 use crate::callbacks::{self, Panicked};
 use crate::config::Config;
 use crate::outbound::{FrameKind, Outbound};
-use crate::protocol::{Chunk, CloseCode, CloseFrame, Decoder, Event, OpCode, ProtocolError, Role};
+use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, Input, OpCode, ProtocolError, Role};
 use crate::socket::{Control, Shared, WebSocket};
 
 /// A connection whose socket handle exists (so a handler can register callbacks on it) but
@@ -52,11 +52,11 @@ impl Pending {
     /// which it leaves when it stops; `guard` is dropped then too.
     ///
     /// Chunks the reader hands over as `BytesMut` are the decoder's own: a large frame in one is
-    /// unmasked where it lies ([`Chunk`]).
+    /// unmasked where it lies ([`Input`]).
     pub(crate) fn run<S, B, E>(mut self, inbound: S, hub: Option<Hub>, guard: Box<dyn Send>)
     where
         S: Stream<Item = Result<B, E>> + 'static,
-        B: Chunk + 'static,
+        B: Into<Input> + 'static,
         E: Display + 'static,
     {
         self.ctx.add_stream(inbound);
@@ -127,10 +127,10 @@ impl Actor for Connection {
     }
 }
 
-impl<B: Chunk + 'static, E: Display + 'static> StreamHandler<Result<B, E>> for Connection {
+impl<B: Into<Input> + 'static, E: Display + 'static> StreamHandler<Result<B, E>> for Connection {
     fn handle(&mut self, item: Result<B, E>, ctx: &mut Context<Self>) {
         match item {
-            Ok(bytes) => self.on_bytes(bytes, ctx),
+            Ok(bytes) => self.on_bytes(bytes.into(), ctx),
             Err(error) => {
                 log::debug!("session {}: read error: {error}", self.ws.id());
                 self.ws
@@ -173,12 +173,12 @@ impl Handler<Control> for Connection {
 }
 
 impl Connection {
-    fn on_bytes(&mut self, bytes: impl Chunk, ctx: &mut Context<Self>) {
+    fn on_bytes(&mut self, bytes: Input, ctx: &mut Context<Self>) {
         if self.failed {
             return;
         }
         self.last_inbound = Instant::now();
-        bytes.feed_to(&mut self.decoder);
+        self.decoder.feed_input(bytes);
         loop {
             match self.decoder.next_event() {
                 Ok(Some(Event::Close(frame))) => return self.on_peer_close(frame, ctx),

@@ -134,7 +134,9 @@ impl Decoder {
         self.feed_input(Input::Owned(bytes));
     }
 
-    fn feed_input(&mut self, mut bytes: Input) {
+    /// Appends a chunk as a transport hands it over: `BytesMut` from switchboard's own readers,
+    /// `Bytes` from actix-web's payload stream.
+    pub(crate) fn feed_input(&mut self, mut bytes: Input) {
         if !self.input.is_empty() {
             // Fed twice without reading events: keep the order, at the cost of a copy.
             self.buf.extend_from_slice(std::mem::take(&mut self.input).bytes());

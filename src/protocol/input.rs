@@ -2,8 +2,6 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::Decoder;
-
 /// The unread rest of the last chunk fed to the decoder.
 ///
 /// From a chunk the decoder owns, a large frame is split off and unmasked where it lies. A chunk
@@ -67,24 +65,5 @@ impl From<Bytes> for Input {
 impl From<BytesMut> for Input {
     fn from(bytes: BytesMut) -> Self {
         Input::Owned(bytes)
-    }
-}
-
-/// A chunk of the peer's bytes as a transport hands it over: `BytesMut` from switchboard's own
-/// readers, `Bytes` from actix-web's payload stream.
-pub(crate) trait Chunk {
-    /// Feeds the chunk to `decoder`.
-    fn feed_to(self, decoder: &mut Decoder);
-}
-
-impl Chunk for Bytes {
-    fn feed_to(self, decoder: &mut Decoder) {
-        decoder.feed_bytes(self);
-    }
-}
-
-impl Chunk for BytesMut {
-    fn feed_to(self, decoder: &mut Decoder) {
-        decoder.feed_owned(self);
     }
 }

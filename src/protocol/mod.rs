@@ -28,7 +28,7 @@ pub use decoder::{Decoder, Event};
 pub use frame::{
     encode_frame, encode_unmasked_header, frame_len, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
-pub(crate) use input::Chunk;
+pub(crate) use input::Input;
 pub use mask::{apply_mask, random_mask};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 
