@@ -43,6 +43,23 @@ pub(crate) fn encode(
     out: &mut Vec<u8>,
     fill: impl FnOnce(&mut Vec<u8>),
 ) {
+    encode_masked(opcode, len, masks, out, |out, key| {
+        let start = out.len();
+        fill(out);
+        apply_mask(out.get_mut(start..).unwrap_or_default(), key, 0);
+    });
+}
+
+/// Appends a masked client frame of `len` payload bytes, which `fill` appends to `out` already
+/// masked with the key it is given: for a payload it can write masked in one pass, where
+/// [`encode`] copies it and then masks it in a second pass.
+pub(crate) fn encode_masked(
+    opcode: OpCode,
+    len: usize,
+    masks: &mut Masks,
+    out: &mut Vec<u8>,
+    fill: impl FnOnce(&mut Vec<u8>, [u8; 4]),
+) {
     out.push(0x80 | opcode.bits());
     match len {
         0..=125 => out.push(0x80 | len as u8),
@@ -57,9 +74,7 @@ pub(crate) fn encode(
     }
     let key = masks.next();
     out.extend_from_slice(&key);
-    let start = out.len();
-    fill(out);
-    apply_mask(out.get_mut(start..).unwrap_or_default(), key, 0);
+    fill(out, key);
 }
 
 /// A whole server frame at the start of a buffer: its header, where its payload starts, and how
