@@ -279,11 +279,14 @@ impl Payloads {
     fn write_masked(&self, seq: u64, key: [u8; 4], out: &mut Vec<u8>) {
         out.reserve(self.len());
         out.extend(hex16(seq).iter().zip(key.iter().cycle()).map(|(byte, k)| byte ^ k));
-        let mut block = [0u8; MASKED_BLOCK];
-        for (byte, k) in block.iter_mut().zip(key.iter().cycle()) {
-            *byte = FILLER ^ k;
-        }
         let mut left = self.len() - 16;
+        let pattern = key.map(|k| FILLER ^ k);
+        let mut block = [0u8; MASKED_BLOCK];
+        // Only as much of the block as this payload uses: a 32-byte payload builds 16 bytes.
+        let used = block.get_mut(..left.min(MASKED_BLOCK).next_multiple_of(4)).unwrap_or_default();
+        for word in used.chunks_exact_mut(4) {
+            word.copy_from_slice(&pattern);
+        }
         while left > 0 {
             let n = left.min(MASKED_BLOCK);
             out.extend_from_slice(block.get(..n).unwrap_or_default());
