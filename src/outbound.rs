@@ -99,6 +99,12 @@ struct State {
     finished: bool,
     /// The queue was dropped: the stream ends now and unwritten frames are lost.
     aborted: bool,
+    /// Bytes a write-through took but the socket did not: they go out before anything else,
+    /// and a clear leaves them (their frames were counted written when taken).
+    carry: VecDeque<Bytes>,
+    /// The transport holds chunks it took and has not yet reported written
+    /// ([`Outbound::release`]): a write-through would pass them, so it waits.
+    held: bool,
     /// The transport, waiting for a frame.
     reader: Option<Waker>,
     /// Send futures waiting for their frame to be written.
@@ -204,6 +210,7 @@ impl Outbound {
             let mut state = self.state.lock();
             state.aborted = true;
             state.chunks.clear();
+            state.carry.clear();
             state.open = BytesMut::new();
             state.queued_bytes = 0;
             (state.reader.take(), std::mem::take(&mut state.waiters))
@@ -271,42 +278,96 @@ impl Outbound {
         Poll::Pending
     }
 
-    /// The next chunk for the transport: the oldest queued chunk, or every small frame queued
-    /// since, as one.
+    /// The next chunk for the transport: what a write-through left, else the oldest queued
+    /// chunk, or every small frame queued since, as one. The transport holds it until
+    /// [`Outbound::release`].
     fn poll_next_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut state = self.state.lock();
         if state.aborted {
             return Poll::Ready(None);
         }
-        let chunk = match state.chunks.pop_front() {
-            Some(chunk) => chunk,
-            None if !state.open.is_empty() => state.take_open(),
-            None => {
-                if state.finished {
-                    return Poll::Ready(None);
-                }
-                state.reader = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-        };
-        state.queued_bytes -= chunk.bytes.len();
-        state.mid_frame = chunk.last.is_none();
-        if let Some(last) = chunk.last {
-            state.written = last;
+        if let Some(bytes) = state.carry.pop_front() {
+            state.held = true;
+            return Poll::Ready(Some(bytes));
         }
-        let woken = if state.waiters.is_empty() {
-            Vec::new()
-        } else {
-            let written = state.written;
-            state.take_waiters_upto(written)
+        let mut woken = Vec::new();
+        let Some(bytes) = state.take_chunk(&mut woken) else {
+            if state.finished {
+                return Poll::Ready(None);
+            }
+            state.reader = Some(cx.waker().clone());
+            return Poll::Pending;
         };
+        state.held = true;
         drop(state);
         woken.into_iter().for_each(Waker::wake);
-        Poll::Ready(Some(chunk.bytes))
+        Poll::Ready(Some(bytes))
+    }
+
+    /// The transport has written every chunk it took: a write-through may go again.
+    pub(crate) fn release(&self) {
+        self.state.lock().held = false;
+    }
+
+    /// Takes up to `max` queued chunks into `into` for a write-through, unless the transport
+    /// holds chunks of its own or the queue is aborted. Answers whether it took any; if so, the
+    /// caller must hand back what it did not write ([`Outbound::put_back`]).
+    pub(crate) fn take_now(&self, max: usize, into: &mut Vec<Bytes>) -> bool {
+        let mut woken = Vec::new();
+        let mut state = self.state.lock();
+        if state.held || state.aborted || !state.carry.is_empty() {
+            return false;
+        }
+        while into.len() < max {
+            match state.take_chunk(&mut woken) {
+                Some(bytes) => into.push(bytes),
+                None => break,
+            }
+        }
+        state.held = !into.is_empty();
+        let took = state.held;
+        drop(state);
+        woken.into_iter().for_each(Waker::wake);
+        took
+    }
+
+    /// Ends a write-through: `rest`, what the socket did not take, goes out first, by the
+    /// transport.
+    pub(crate) fn put_back(&self, rest: impl Iterator<Item = Bytes>) {
+        let reader = {
+            let mut state = self.state.lock();
+            state.held = false;
+            if !state.aborted {
+                state.carry.extend(rest);
+            }
+            // Woken even with nothing left: a finished queue may now be empty, and its stream
+            // should end.
+            state.reader.take()
+        };
+        wake(reader);
     }
 }
 
 impl State {
+    /// Takes the next chunk out of the queue and counts its frames written; their send futures'
+    /// wakers go into `woken`, to wake once the lock is released.
+    fn take_chunk(&mut self, woken: &mut Vec<Waker>) -> Option<Bytes> {
+        let chunk = match self.chunks.pop_front() {
+            Some(chunk) => chunk,
+            None if !self.open.is_empty() => self.take_open(),
+            None => return None,
+        };
+        self.queued_bytes -= chunk.bytes.len();
+        self.mid_frame = chunk.last.is_none();
+        if let Some(last) = chunk.last {
+            self.written = last;
+            if !self.waiters.is_empty() {
+                woken.append(&mut self.take_waiters_upto(last));
+            }
+        }
+        Some(chunk.bytes)
+    }
+
     /// Refuses a frame of `len` bytes the queue may not take.
     fn admit(&self, len: usize, kind: FrameKind) -> Result<(), PushError> {
         if self.closing || self.finished || self.aborted {
@@ -439,6 +500,44 @@ mod tests {
         );
         assert_eq!(queue.queued_bytes(), 0);
         assert_eq!(next(&mut stream), Poll::Pending);
+    }
+
+    #[test]
+    fn a_write_through_waits_while_the_transport_holds_chunks() {
+        let queue = Outbound::new(1 << 20);
+        let mut stream = OutboundStream(queue.clone());
+        let mut taken = Vec::new();
+        queue.push(data(b"a"), FrameKind::Data).unwrap();
+        assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"a"))));
+        queue.push(data(b"b"), FrameKind::Data).unwrap();
+        assert!(!queue.take_now(8, &mut taken), "the transport has not written `a` yet");
+        queue.release();
+        assert!(queue.take_now(8, &mut taken));
+        assert_eq!(taken, vec![data(b"b")]);
+        assert!(!queue.take_now(8, &mut Vec::new()), "nothing queued, and `b` is out");
+    }
+
+    #[test]
+    fn what_a_write_through_hands_back_goes_first_and_outlives_a_clear() {
+        let queue = Outbound::new(1 << 20);
+        let mut stream = OutboundStream(queue.clone());
+        let big = Bytes::from(vec![7u8; COALESCE_MAX + 1]);
+        let first = queue.push(data(b"a"), FrameKind::Data).unwrap();
+        queue.push(big.clone(), FrameKind::Data).unwrap();
+        let mut taken = Vec::new();
+        assert!(queue.take_now(8, &mut taken));
+        assert_eq!(written(&queue, first), Poll::Ready(Written::Yes));
+        let later = queue.push(data(b"c"), FrameKind::Data).unwrap();
+        // The socket took `a` and part of the big frame: the rest must still go, and first.
+        queue.put_back(taken.drain(..).skip(1).map(|chunk| chunk.slice(10..)));
+        assert!(!queue.take_now(8, &mut taken), "the writer sends what was handed back");
+        queue.clear();
+        assert_eq!(next(&mut stream), Poll::Ready(Some(big.slice(10..))));
+        assert_eq!(next(&mut stream), Poll::Pending);
+        assert_eq!(written(&queue, later), Poll::Ready(Written::No));
+        queue.put_back(std::iter::once(data(b"x")));
+        queue.abort();
+        assert_eq!(next(&mut stream), Poll::Ready(None));
     }
 
     #[test]

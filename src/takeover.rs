@@ -11,6 +11,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix_codec::Framed;
@@ -26,9 +27,9 @@ use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 use crate::connection::Pending;
-use crate::outbound::OutboundStream;
+use crate::outbound::{Outbound, OutboundStream};
 use crate::protocol::{CloseCode, CloseFrame};
-use crate::writer::write_frames;
+use crate::writer::{write_frames, write_through};
 
 /// The smallest read buffer, and the least free space a read is given: less and a large message
 /// takes too many syscalls.
@@ -73,9 +74,10 @@ impl Takeover {
         // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
         let _ = io.set_nodelay(true);
         let (read, write) = io.into_split();
-        let outbound = OutboundStream(pending.outbound());
-        pending.run(Reader::new(read, leftover), Some(self.hub.clone()), slot);
-        actix_rt::spawn(write_frames(write, outbound));
+        let outbound = pending.outbound();
+        let reader = Reader::new(read, leftover, outbound.clone());
+        pending.run(reader, Some(self.hub.clone()), slot);
+        actix_rt::spawn(write_frames(write, OutboundStream(outbound)));
     }
 }
 
@@ -174,15 +176,21 @@ struct Reader {
     /// How much the next buffer holds.
     size: usize,
     leftover: Option<Bytes>,
+    /// The connection's outbound queue, for the write-through before each read.
+    outbound: Arc<Outbound>,
+    /// Scratch space for the write-through.
+    through: Vec<Bytes>,
 }
 
 impl Reader {
-    fn new(read: OwnedReadHalf, leftover: Bytes) -> Reader {
+    fn new(read: OwnedReadHalf, leftover: Bytes, outbound: Arc<Outbound>) -> Reader {
         Reader {
             read,
             buf: BytesMut::new(),
             size: READ_MIN,
             leftover: (!leftover.is_empty()).then_some(leftover),
+            outbound,
+            through: Vec::new(),
         }
     }
 
@@ -204,6 +212,8 @@ impl Stream for Reader {
         if let Some(first) = this.leftover.take() {
             return Poll::Ready(Some(Ok(first.into())));
         }
+        // The connection has handled the last chunk: what it queued in answer goes out now.
+        write_through(this.read.as_ref(), &this.outbound, &mut this.through);
         if this.read.as_ref().poll_read_ready(cx)?.is_pending() {
             if this.buf.capacity() > READ_KEEP {
                 this.buf = BytesMut::new();

@@ -8,8 +8,9 @@ use std::task::Poll;
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::outbound::OutboundStream;
+use crate::outbound::{Outbound, OutboundStream};
 
 /// At most this many queued chunks go into one vectored write.
 const WRITE_BATCH: usize = 64;
@@ -48,6 +49,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames
             }
         }
         chunks.clear();
+        frames.0.release();
     }
     let _ = write.shutdown().await;
 }
@@ -56,30 +58,71 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames
 async fn write_batch<W: AsyncWrite + Unpin>(write: &mut W, chunks: &mut [Bytes]) -> io::Result<()> {
     let mut start = 0;
     while let Some(rest) = chunks.get(start..).filter(|rest| !rest.is_empty()) {
-        let mut written = if let [only] = rest {
+        let written = if let [only] = rest {
             // One buffer: `send`, which skips writev's iovec handling in the kernel.
             write.write(only).await?
         } else {
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-            for (slice, chunk) in slices.iter_mut().zip(rest) {
-                *slice = IoSlice::new(chunk);
-            }
-            let count = rest.len().min(WRITE_BATCH);
-            write.write_vectored(slices.get(..count).unwrap_or_default()).await?
+            write.write_vectored(io_slices(rest, &mut slices)).await?
         };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        for chunk in chunks.iter_mut().skip(start) {
-            if written < chunk.len() {
-                chunk.advance(written);
-                break;
-            }
-            written -= chunk.len();
-            start += 1;
-        }
+        start += advance(chunks.get_mut(start..).unwrap_or_default(), written);
     }
     write.flush().await
+}
+
+/// Writes what `outbound` holds now, as far as `socket` takes it without waiting, and hands the
+/// rest back to the queue for the writer task. The reader calls it between reads, so that what
+/// the connection answered to one read goes out while its bytes are still in the CPU's cache:
+/// through the writer task, every other connection's read came first (docs/architecture.md,
+/// "Write-through"). `chunks` is scratch space, empty between calls.
+///
+/// Errors are left to the writer task, which meets them on its next write.
+pub(crate) fn write_through(socket: &TcpStream, outbound: &Outbound, chunks: &mut Vec<Bytes>) {
+    if !outbound.take_now(WRITE_BATCH, chunks) {
+        return;
+    }
+    let mut start = 0;
+    while let Some(rest) = chunks.get(start..).filter(|rest| !rest.is_empty()) {
+        let written = if let [only] = rest {
+            socket.try_write(only)
+        } else {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            socket.try_write_vectored(io_slices(rest, &mut slices))
+        };
+        match written {
+            Ok(written) if written > 0 => {
+                start += advance(chunks.get_mut(start..).unwrap_or_default(), written);
+            }
+            _ => break,
+        }
+    }
+    outbound.put_back(chunks.drain(..).skip(start));
+}
+
+/// Fills `slices` with the first chunks and answers the part filled.
+fn io_slices<'a, 's>(chunks: &'a [Bytes], slices: &'s mut [IoSlice<'a>; WRITE_BATCH]) -> &'s [IoSlice<'a>] {
+    for (slice, chunk) in slices.iter_mut().zip(chunks) {
+        *slice = IoSlice::new(chunk);
+    }
+    slices.get(..chunks.len().min(WRITE_BATCH)).unwrap_or_default()
+}
+
+/// Counts `written` bytes off the front of `chunks`: answers how many chunks are done, and
+/// advances the first one not done past its written part.
+fn advance(chunks: &mut [Bytes], mut written: usize) -> usize {
+    let mut done = 0;
+    for chunk in chunks {
+        if written < chunk.len() {
+            chunk.advance(written);
+            break;
+        }
+        written -= chunk.len();
+        done += 1;
+    }
+    done
 }
 
 #[cfg(test)]
@@ -112,6 +155,43 @@ mod tests {
             .unwrap();
         assert_eq!(received.len(), 5008);
         assert!(received.starts_with(b"one x") && received.ends_with(b"x two"));
+        tokio::time::timeout(PATIENCE, writer).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_through_the_socket_cannot_finish_leaves_the_rest_to_the_writer_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let queue = Outbound::new(64 << 20);
+        // 16 MiB in one write-through's worth of chunks, which the peer does not read yet: more
+        // than the socket's buffers take.
+        const FRAME: usize = 256 << 10;
+        for i in 0..WRITE_BATCH {
+            queue.push(Bytes::from(vec![i as u8; FRAME]), FrameKind::Data).unwrap();
+        }
+        let mut scratch = Vec::new();
+        write_through(&ours, &queue, &mut scratch);
+        assert!(scratch.is_empty());
+        assert_eq!(queue.queued_bytes(), 0, "all taken");
+        queue
+            .push(Bytes::from(vec![WRITE_BATCH as u8; FRAME]), FrameKind::Data)
+            .unwrap();
+        assert!(
+            !queue.take_now(1, &mut scratch),
+            "the socket did not take it all: the rest waits"
+        );
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
+        queue.finish();
+        let mut received = Vec::new();
+        tokio::time::timeout(PATIENCE, peer.read_to_end(&mut received))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(received.len(), (WRITE_BATCH + 1) * FRAME);
+        for (i, part) in received.chunks(FRAME).enumerate() {
+            assert!(part.iter().all(|&b| usize::from(b) == i), "frame {i} out of place");
+        }
         tokio::time::timeout(PATIENCE, writer).await.unwrap().unwrap();
     }
 

@@ -283,7 +283,9 @@ impl Payloads {
         let pattern = key.map(|k| FILLER ^ k);
         let mut block = [0u8; MASKED_BLOCK];
         // Only as much of the block as this payload uses: a 32-byte payload builds 16 bytes.
-        let used = block.get_mut(..left.min(MASKED_BLOCK).next_multiple_of(4)).unwrap_or_default();
+        let used = block
+            .get_mut(..left.min(MASKED_BLOCK).next_multiple_of(4))
+            .unwrap_or_default();
         for word in used.chunks_exact_mut(4) {
             word.copy_from_slice(&pattern);
         }
