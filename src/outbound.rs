@@ -312,6 +312,9 @@ impl Outbound {
     /// Takes up to `max` queued chunks into `into` for a write-through, unless the transport
     /// holds chunks of its own or the queue is aborted. Answers whether it took any; if so, the
     /// caller must hand back what it did not write ([`Outbound::put_back`]).
+    ///
+    /// Only for a transport whose writer reports each batch written (`writer::write_frames`
+    /// calls [`Outbound::release`]); any other holds chunks forever, as far as this knows.
     pub(crate) fn take_now(&self, max: usize, into: &mut Vec<Bytes>) -> bool {
         let mut woken = Vec::new();
         let mut state = self.state.lock();

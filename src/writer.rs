@@ -1,5 +1,6 @@
 //! The transport's writer, for server and client connections alike: it drains a connection's
-//! outbound queue onto its socket, many frames per syscall and payloads by reference.
+//! outbound queue onto its socket, many frames per syscall and payloads by reference. On the
+//! owned server transport the reader also writes through, between reads ([`write_through`]).
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
