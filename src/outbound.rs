@@ -314,7 +314,10 @@ impl Outbound {
     /// caller must hand back what it did not write ([`Outbound::put_back`]).
     ///
     /// Only for a transport whose writer reports each batch written (`writer::write_frames`
-    /// calls [`Outbound::release`]); any other holds chunks forever, as far as this knows.
+    /// calls [`Outbound::release`]); any other holds chunks forever, as far as this knows. The
+    /// caller must put back before it yields, on the writer's thread: the writer does not wait
+    /// for a write-through in progress, it never runs during one (the owned transport's reader
+    /// and writer run on the connection's one actix worker thread).
     pub(crate) fn take_now(&self, max: usize, into: &mut Vec<Bytes>) -> bool {
         let mut woken = Vec::new();
         let mut state = self.state.lock();

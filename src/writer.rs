@@ -148,15 +148,26 @@ mod tests {
         for part in [&b"one "[..], &[b'x'; 5000][..], b" two"] {
             queue.push(Bytes::copy_from_slice(part), FrameKind::Data).unwrap();
         }
+        let received = finish_and_read_all(&queue, writer, &mut peer).await;
+        assert_eq!(received.len(), 5008);
+        assert!(received.starts_with(b"one x") && received.ends_with(b"x two"));
+    }
+
+    /// Ends the queue and answers every byte the peer gets before the writer shuts the socket,
+    /// once the writer is done.
+    async fn finish_and_read_all(
+        queue: &Outbound,
+        writer: tokio::task::JoinHandle<()>,
+        peer: &mut (impl tokio::io::AsyncRead + Unpin),
+    ) -> Vec<u8> {
         queue.finish();
         let mut received = Vec::new();
         tokio::time::timeout(PATIENCE, peer.read_to_end(&mut received))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(received.len(), 5008);
-        assert!(received.starts_with(b"one x") && received.ends_with(b"x two"));
         tokio::time::timeout(PATIENCE, writer).await.unwrap().unwrap();
+        received
     }
 
     #[tokio::test]
@@ -183,17 +194,11 @@ mod tests {
             "the socket did not take it all: the rest waits"
         );
         let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
-        queue.finish();
-        let mut received = Vec::new();
-        tokio::time::timeout(PATIENCE, peer.read_to_end(&mut received))
-            .await
-            .unwrap()
-            .unwrap();
+        let received = finish_and_read_all(&queue, writer, &mut peer).await;
         assert_eq!(received.len(), (WRITE_BATCH + 1) * FRAME);
         for (i, part) in received.chunks(FRAME).enumerate() {
             assert!(part.iter().all(|&b| usize::from(b) == i), "frame {i} out of place");
         }
-        tokio::time::timeout(PATIENCE, writer).await.unwrap().unwrap();
     }
 
     #[tokio::test]

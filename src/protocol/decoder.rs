@@ -269,6 +269,11 @@ impl Decoder {
     /// taking its payload from there without a copy and unmasking it in place; `false` for any
     /// other frame.
     fn take_whole_in_place(&mut self) -> Result<bool, ProtocolError> {
+        // A chunk the transport still shares is never changed: its frames go to `start_frame`
+        // without their headers being parsed and checked here first.
+        if matches!(self.input, Input::Shared(_)) {
+            return Ok(false);
+        }
         let bytes = self.input.bytes();
         // A length below 126 is all in the second byte and far under `IN_PLACE_MIN`: such a frame
         // is left to `start_frame` without its header being parsed here first.
