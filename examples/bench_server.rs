@@ -94,8 +94,13 @@ fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {
     });
 }
 
-/// Every text message goes to every session of `/broadcast`, encoded once.
+/// Every text message goes to every session of `/broadcast`, encoded once. A message the busy
+/// supervisor refuses is lost, logged, and counted by the load generator as undelivered.
 fn relay(hub: &Hub, ws: &WebSocket) {
     let hub = hub.clone();
-    ws.on_text(move |_, text| hub.publish("/broadcast", text));
+    ws.on_text(move |_, text| {
+        if let Err(error) = hub.try_publish("/broadcast", text) {
+            log::warn!("broadcast dropped: {error}");
+        }
+    });
 }

@@ -42,11 +42,22 @@ pub struct Config {
     /// connections. The same tick lets a quiet connection's spent read buffer go; with `None`,
     /// that buffer is kept until the connection's next read.
     pub ping_interval: Option<Duration>,
-    /// How long after a ping the peer has to show it is alive (any frame counts, a pong included).
+    /// How long after a keepalive ping the peer has to answer it with its pong.
     ///
-    /// Default 20 s. A peer silent for longer is dropped: its socket closes with code 1006 and a
-    /// reason saying "keepalive timeout", logged at `warn`.
+    /// Default 20 s. Only the pong counts: it proves the peer reads what we send, where a peer
+    /// that only writes (a ping flood, say) proves nothing. A peer that does not answer in time is
+    /// dropped: its socket closes with code 1006 and a reason saying "keepalive timeout", logged
+    /// at `warn` and counted. A peer sends its pong after the frame it is sending, so raise it
+    /// above the time your largest message takes to arrive on a slow link.
     pub pong_timeout: Duration,
+    /// How long the socket may accept no byte at all while frames wait to be written.
+    ///
+    /// Default 30 s. A peer that stops reading first fills the socket's buffers; past this time
+    /// its connection is aborted (no close frame can reach it), logged at `warn` and counted
+    /// (`write_timeouts`), so a peer that never reads cannot hold its socket and queue. `None`
+    /// waits forever. Under actix-web's `HttpServer` the socket is closed too only when the
+    /// server has [`on_connect`](crate::on_connect) set.
+    pub write_timeout: Option<Duration>,
     /// How long to wait for the peer's close frame (or its end of the TCP stream) after ours.
     ///
     /// Default 5 s. After it the connection is dropped without further waiting.
@@ -61,6 +72,11 @@ pub struct Config {
     /// Default `None`. Over the limit the handshake is answered with HTTP 503, so a load balancer
     /// can try another node.
     pub max_connections: Option<usize>,
+    /// The most rooms one session may be in at once ([`Hub::join`](crate::Hub::join)).
+    ///
+    /// Default 100. Past it a join fails with [`HubError::TooManyRooms`](crate::HubError): each
+    /// room a session is in costs memory, and a leave to announce when it disconnects.
+    pub max_rooms: usize,
 }
 
 impl Default for Config {
@@ -72,8 +88,10 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(20),
             close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
             idle_timeout: None,
             max_connections: None,
+            max_rooms: 100,
         }
     }
 }

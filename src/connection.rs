@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, StreamHandler};
 use futures_util::Stream;
@@ -13,6 +13,7 @@ use crate::callbacks::{self, Panicked};
 use crate::config::Config;
 use crate::outbound::{FrameKind, Outbound};
 use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, Input, OpCode, ProtocolError, Role};
+use crate::raw_socket::RawSocket;
 use crate::socket::{Control, Shared, WebSocket};
 
 /// A connection whose socket handle exists (so a handler can register callbacks on it) but
@@ -48,13 +49,26 @@ impl Pending {
         self.ws.shared.outbound.clone()
     }
 
+    /// The connection's limits and timers.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Starts the actor reading `inbound`. A server session must already be connected to `hub`,
-    /// which it leaves when it stops; `guard` is dropped then too.
+    /// which it leaves when it stops; `guard` is dropped then too. `dispatched` is `Some` when
+    /// actix-web's dispatcher writes the outbound queue (the `HttpServer` transport): the actor
+    /// then watches that the queue is taken, and shuts the socket down through it when the
+    /// write or close timeout passes. Other transports' writers time their writes themselves.
     ///
     /// Chunks the reader hands over as `BytesMut` are the decoder's own: a large frame in one is
     /// unmasked where it lies ([`Input`]).
-    pub(crate) fn run<S, B, E>(mut self, inbound: S, hub: Option<Hub>, guard: Box<dyn Send>)
-    where
+    pub(crate) fn run<S, B, E>(
+        mut self,
+        inbound: S,
+        hub: Option<Hub>,
+        guard: Box<dyn Send>,
+        dispatched: Option<RawSocket>,
+    ) where
         S: Stream<Item = Result<B, E>> + 'static,
         B: Into<Input> + 'static,
         E: Display + 'static,
@@ -70,10 +84,13 @@ impl Pending {
             decoder,
             config: self.config,
             hub,
-            last_inbound: Instant::now(),
+            last_answer: Instant::now(),
             last_message: Instant::now(),
             pings: 0,
             failed: false,
+            close_deadline: None,
+            dispatched,
+            writes: WriteWatch::default(),
             _guard: guard,
         };
         self.ctx.run(actor);
@@ -86,15 +103,34 @@ pub(crate) struct Connection {
     decoder: Decoder,
     config: Arc<Config>,
     hub: Option<Hub>,
-    /// When the peer last sent anything: keepalive's proof of life.
-    last_inbound: Instant,
+    /// When the peer last answered one of our keepalive pings: proof that it reads what we send.
+    last_answer: Instant,
     /// When the peer last sent a text or binary message: the idle timeout's clock.
     last_message: Instant,
+    /// Keepalive pings sent; each carries its number, which the peer's pong must echo.
     pings: u64,
     /// A protocol error or a panic failed the connection: ignore what the peer sends now.
     failed: bool,
+    /// When a closing connection's socket must be gone: set by the first close or failure.
+    close_deadline: Option<Instant>,
+    /// On the `HttpServer` transport: the socket, if `on_connect` kept it, to shut down.
+    dispatched: Option<RawSocket>,
+    writes: WriteWatch,
     _guard: Box<dyn Send>,
 }
+
+/// The write timeout on a transport that does not see the socket: whether the queue was taken.
+#[derive(Debug, Default)]
+struct WriteWatch {
+    /// The queue's take count at the last check.
+    taken: u64,
+    /// Since when something has waited without being taken.
+    stalled_since: Option<Instant>,
+}
+
+/// How many times per write timeout the `HttpServer` transport looks whether its queue moved:
+/// it notices a stall within a quarter of the timeout after it passes.
+const WRITE_CHECKS_PER_TIMEOUT: u32 = 4;
 
 impl Actor for Connection {
     type Context = Context<Self>;
@@ -111,13 +147,22 @@ impl Actor for Connection {
         if let Some(idle) = self.config.idle_timeout {
             self.check_idle_after(idle, ctx);
         }
+        if let (Some(_), Some(timeout)) = (&self.dispatched, self.config.write_timeout) {
+            ctx.run_interval(timeout / WRITE_CHECKS_PER_TIMEOUT, move |act, ctx| {
+                act.check_writes(timeout, ctx);
+            });
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         let shared = &self.ws.shared;
         shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, "connection lost"));
         shared.outbound.finish();
-        abort_after(shared.outbound.clone(), self.config.close_timeout);
+        let now = Instant::now();
+        let left = self.close_deadline.map_or(self.config.close_timeout, |deadline| {
+            deadline.saturating_duration_since(now)
+        });
+        abort_after(shared.outbound.clone(), left, self.dispatched.clone());
         if let Some(hub) = &self.hub {
             hub.disconnect(shared.id);
         }
@@ -154,7 +199,10 @@ impl Handler<Control> for Connection {
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
         match msg {
+            Control::Violation(frame) => self.fail(frame, ctx),
+            Control::WriteTimeout => ctx.stop(),
             Control::CloseSent => {
+                self.start_close_timer();
                 ctx.run_later(self.config.close_timeout, |act, ctx| {
                     let sent = act.ws.shared.sent_close.lock().clone();
                     log::debug!(
@@ -177,7 +225,6 @@ impl Connection {
         if self.failed {
             return;
         }
-        self.last_inbound = Instant::now();
         self.decoder.feed_input(bytes);
         loop {
             match self.decoder.next_event() {
@@ -202,26 +249,28 @@ impl Connection {
         let shared = &self.ws.shared;
         match event {
             Event::Text(text) => {
-                self.last_message = self.last_inbound;
+                self.last_message = Instant::now();
                 shared.metrics.message_in(text.len());
                 let callback = shared.callbacks.lock().text.clone();
                 callbacks::call(callback, &self.ws, text)
             }
             Event::Binary(bytes) => {
-                self.last_message = self.last_inbound;
+                self.last_message = Instant::now();
                 shared.metrics.message_in(bytes.len());
                 let callback = shared.callbacks.lock().binary.clone();
                 callbacks::call(callback, &self.ws, bytes)
             }
             Event::Ping(payload) => {
-                // Refused only once our close is queued, when no pong may follow it.
-                let _ = shared
-                    .outbound
-                    .push(shared.encode(OpCode::Pong, &payload), FrameKind::Control);
+                // One pong waits at most; refused once our close is queued, when no pong may
+                // follow it, and when the queue is full (then the connection is closing, 1008).
+                shared.queue_pong(shared.encode(OpCode::Pong, &payload));
                 let callback = shared.callbacks.lock().ping.clone();
                 callbacks::call(callback, &self.ws, payload)
             }
             Event::Pong(payload) => {
+                if answers_keepalive(&payload, self.pings) {
+                    self.last_answer = Instant::now();
+                }
                 let callback = shared.callbacks.lock().pong.clone();
                 callbacks::call(callback, &self.ws, payload)
             }
@@ -268,9 +317,11 @@ impl Connection {
         self.fail(CloseFrame::new(error.close_code(), error.to_string()), ctx);
     }
 
-    /// Fails the connection (RFC 6455 §7.1.7): our close frame goes out, then the TCP close.
+    /// Fails the connection (RFC 6455 §7.1.7): reading stops, our close frame goes out, then the
+    /// TCP close, within `close_timeout`.
     fn fail(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
         self.failed = true;
+        self.start_close_timer();
         let shared = &self.ws.shared;
         // When a close was already queued, its code stands.
         shared.start_close(frame.clone());
@@ -280,28 +331,40 @@ impl Connection {
         ctx.stop();
     }
 
+    /// Starts the close timer unless it runs already: the socket goes within `close_timeout`.
+    fn start_close_timer(&mut self) {
+        if self.close_deadline.is_none() {
+            self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+        }
+    }
+
+    /// Sends a keepalive ping carrying its number. If it cannot be queued (the queue is full: the
+    /// peer is not reading), the pong timer runs all the same: no answer can come.
     fn send_keepalive_ping(&mut self, ctx: &mut Context<Self>) {
         let shared = &self.ws.shared;
+        if shared.is_closing() {
+            return; // the close handshake has its own timer
+        }
         self.pings += 1;
         let frame = shared.encode(OpCode::Ping, &self.pings.to_be_bytes());
-        if shared.outbound.push(frame, FrameKind::Control).is_err() {
-            return; // closing: the close handshake has its own timer
-        }
+        let _ = shared.outbound.push(frame, FrameKind::Control);
         let sent_at = Instant::now();
         ctx.run_later(self.config.pong_timeout, move |act, ctx| {
-            if act.last_inbound < sent_at {
+            if act.last_answer < sent_at {
                 act.keepalive_timeout(ctx);
             }
         });
     }
 
     fn keepalive_timeout(&mut self, ctx: &mut Context<Self>) {
+        self.start_close_timer();
         let shared = &self.ws.shared;
         let reason = format!(
             "keepalive timeout: no answer to a ping within {:?}",
             self.config.pong_timeout
         );
         log::warn!("session {}: {reason}; dropping the connection", shared.id);
+        shared.metrics.keepalive_timeout();
         shared.start_close(CloseFrame::new(CloseCode::AWAY, "keepalive timeout"));
         shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, reason));
         shared.outbound.finish();
@@ -327,11 +390,61 @@ impl Connection {
     }
 }
 
-/// Drops whatever is still queued after `timeout`: a peer that stopped reading cannot hold a
-/// finished connection open.
-fn abort_after(outbound: Arc<Outbound>, timeout: std::time::Duration) {
+impl Connection {
+    /// The write timeout of the `HttpServer` transport: when the queue has had something waiting
+    /// and nothing was taken for `timeout`, actix-web's dispatcher is stuck on a socket the peer
+    /// does not read. Abort, and shut the socket down if `on_connect` kept it.
+    fn check_writes(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
+        let (taken, waiting) = self.ws.shared.outbound.progress();
+        let now = Instant::now();
+        if !waiting || taken != self.writes.taken {
+            self.writes = WriteWatch {
+                taken,
+                stalled_since: None,
+            };
+            return;
+        }
+        let since = *self.writes.stalled_since.get_or_insert(now);
+        if now.duration_since(since) >= timeout {
+            self.ws.shared.write_timed_out(timeout);
+            if let Some(socket) = &self.dispatched {
+                socket.shutdown();
+            }
+            ctx.stop();
+        }
+    }
+}
+
+/// Whether a pong's payload echoes one of the keepalive pings sent so far (their numbers run
+/// from 1 to `pings`): the peer read that ping. Other pongs (unsolicited ones, answers to the
+/// application's own pings) prove nothing about reading.
+fn answers_keepalive(payload: &[u8], pings: u64) -> bool {
+    <[u8; 8]>::try_from(payload).is_ok_and(|bytes| (1..=pings).contains(&u64::from_be_bytes(bytes)))
+}
+
+/// Drops whatever is still queued after `timeout`, and shuts a dispatched socket down: a peer
+/// that stopped reading cannot hold a finished connection open.
+fn abort_after(outbound: Arc<Outbound>, timeout: Duration, socket: Option<RawSocket>) {
     actix::spawn(async move {
         tokio::time::sleep(timeout).await;
         outbound.abort();
+        if let Some(socket) = socket {
+            socket.shutdown();
+        }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers_keepalive;
+
+    #[test]
+    fn only_a_pong_echoing_a_keepalive_ping_counts_as_an_answer() {
+        assert!(answers_keepalive(&1u64.to_be_bytes(), 1));
+        assert!(answers_keepalive(&3u64.to_be_bytes(), 5), "an older ping's pong");
+        assert!(!answers_keepalive(&6u64.to_be_bytes(), 5), "a ping never sent");
+        assert!(!answers_keepalive(&0u64.to_be_bytes(), 5));
+        assert!(!answers_keepalive(b"", 5), "an unsolicited empty pong");
+        assert!(!answers_keepalive(b"12345678x", 5));
+    }
 }

@@ -2,6 +2,16 @@
 
 use switchboard_actors::Message;
 
+use crate::protocol::CloseCode;
+
+/// A close code that may not be sent in a close frame (RFC 6455 §7.4): 1005, 1006 and 1015
+/// report how a connection ended and never appear on the wire; codes below 1000, 1004, 1016 to
+/// 2999 and from 5000 up are not assigned. Use 1000 to 1003, 1007 to 1014, or an application
+/// code from 4000 to 4999.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("close code {} may not be sent in a close frame (RFC 6455 §7.4)", .0 .0)]
+pub struct InvalidCloseCode(pub CloseCode);
+
 /// Why a message sent with [`WebSocket::send`](crate::WebSocket::send) was not written.
 ///
 /// Every variant hands the message back, so the caller can retry it elsewhere or log it.

@@ -14,9 +14,12 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeRejection {
-    /// Not a GET, or older than HTTP/1.1 (405).
-    #[error("a WebSocket handshake is a GET over HTTP/1.1")]
+    /// Not a GET (405).
+    #[error("a WebSocket handshake is a GET request")]
     NotGet,
+    /// A request older than HTTP/1.1 (400): RFC 6455 §4.1 requires HTTP/1.1 or later.
+    #[error("a WebSocket handshake needs HTTP/1.1 or later")]
+    OldHttpVersion,
     /// No `Upgrade: websocket` header: a plain HTTP request reached a WebSocket route (426).
     #[error("this is a WebSocket endpoint: send `Upgrade: websocket`")]
     NotUpgrade,
@@ -29,12 +32,18 @@ pub enum HandshakeRejection {
     /// No `Sec-WebSocket-Key`, or one that is not 16 bytes in base64 (400).
     #[error("missing or malformed Sec-WebSocket-Key")]
     BadKey,
+    /// More than one `Sec-WebSocket-Key` header (400): RFC 6455 §4.2.1 allows exactly one.
+    #[error("Sec-WebSocket-Key appears more than once")]
+    DuplicateKey,
     /// The `Origin` is not in the route's allow-list (403).
     #[error("origin not allowed")]
     OriginNotAllowed,
     /// The route holds its maximum of connections (503).
     #[error("too many connections, try again later")]
     TooManyConnections,
+    /// The hub's supervisor is too busy to register another session (503).
+    #[error("the server is busy, try again later")]
+    Overloaded,
     /// The route's handshake hook refused, with this status and reason.
     #[error("{reason}")]
     Refused {
@@ -59,9 +68,12 @@ impl HandshakeRejection {
         match self {
             HandshakeRejection::NotGet => StatusCode::METHOD_NOT_ALLOWED,
             HandshakeRejection::NotUpgrade | HandshakeRejection::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
-            HandshakeRejection::NoConnectionUpgrade | HandshakeRejection::BadKey => StatusCode::BAD_REQUEST,
+            HandshakeRejection::OldHttpVersion
+            | HandshakeRejection::NoConnectionUpgrade
+            | HandshakeRejection::BadKey
+            | HandshakeRejection::DuplicateKey => StatusCode::BAD_REQUEST,
             HandshakeRejection::OriginNotAllowed => StatusCode::FORBIDDEN,
-            HandshakeRejection::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            HandshakeRejection::TooManyConnections | HandshakeRejection::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             HandshakeRejection::Refused { status, .. } => *status,
         }
     }
@@ -111,8 +123,11 @@ pub(crate) fn check_headers(
     headers: &HeaderMap,
     policy: &Policy,
 ) -> Result<Accepted, HandshakeRejection> {
-    if method != Method::GET || version < Version::HTTP_11 {
+    if method != Method::GET {
         return Err(HandshakeRejection::NotGet);
+    }
+    if version < Version::HTTP_11 {
+        return Err(HandshakeRejection::OldHttpVersion);
     }
     if !header_has_token(headers, &header::UPGRADE, "websocket") {
         return Err(HandshakeRejection::NotUpgrade);
@@ -123,9 +138,11 @@ pub(crate) fn check_headers(
     if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
         return Err(HandshakeRejection::UnsupportedVersion);
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or(HandshakeRejection::BadKey)?;
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY);
+    let key = keys.next().ok_or(HandshakeRejection::BadKey)?;
+    if keys.next().is_some() {
+        return Err(HandshakeRejection::DuplicateKey);
+    }
     if !is_valid_key(key.as_bytes()) {
         return Err(HandshakeRejection::BadKey);
     }

@@ -68,6 +68,7 @@ mod json;
 mod limits;
 mod outbound;
 pub mod protocol;
+mod raw_socket;
 mod route;
 mod server;
 pub mod shutdown;
@@ -77,17 +78,18 @@ mod writer;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;
-pub use error::SendError;
+pub use error::{InvalidCloseCode, SendError};
 pub use handshake::{accept_key, HandshakeRejection};
 pub use protocol::{CloseCode, CloseFrame};
+pub use raw_socket::on_connect;
 pub use route::{websocket, WebSocketRoute};
 /// The serde_json version [`WebSocket::send_json`] and [`WebSocket::on_json`] use.
 pub use serde_json;
 pub use server::Server;
 pub use socket::{SendFuture, WebSocket};
 pub use switchboard_actors::{
-    Hub, HubError, Member, Message, Metrics, MetricsSnapshot, PresenceChange, PresenceEvent, SessionId, Text,
-    Undelivered,
+    DropReason, Hub, HubError, Member, Message, Metrics, MetricsSnapshot, PresenceChange, PresenceEvent, SessionId,
+    Text, Undelivered,
 };
 /// The rustls version the client's [`ClientBuilder::tls`] takes.
 pub use tokio_rustls::rustls;

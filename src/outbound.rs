@@ -45,9 +45,10 @@ pub(crate) enum PushError {
 pub(crate) enum FrameKind {
     /// Text, binary or continuation: counts against the limit.
     Data,
-    /// Ping or pong: always queued while the connection is open.
+    /// A ping: counts against the limit too, so that a peer cannot make us queue control frames
+    /// without bound. (Pongs go in their own slot, [`Outbound::set_pong`].)
     Control,
-    /// The close frame: the last frame queued.
+    /// The close frame: the last frame queued, let through whatever the queue holds.
     Close,
 }
 
@@ -105,6 +106,13 @@ struct State {
     /// The transport holds chunks it took and has not yet reported written
     /// ([`Outbound::release`]): a write-through would pass them, so it waits.
     held: bool,
+    /// The one pong waiting to be written: a newer ping's pong replaces it (RFC 6455 §5.5.3
+    /// allows answering only the most recent ping), so a ping flood queues one pong, not one per
+    /// ping. It goes out ahead of queued data, between frames.
+    pong: Option<Bytes>,
+    /// Chunks handed to the transport so far: the progress a transport that cannot see the
+    /// socket (actix-web's) makes, for the write timeout.
+    taken: u64,
     /// The transport, waiting for a frame.
     reader: Option<Waker>,
     /// Send futures waiting for their frame to be written.
@@ -124,8 +132,8 @@ impl Outbound {
 
     /// Queues the encoded `frame` and answers its sequence number.
     ///
-    /// Data frames count against the byte limit; control and close frames do not (a pong or a
-    /// close must reach even a slow peer). Once a close frame is queued nothing else is.
+    /// Data and control frames count against the byte limit; a close frame does not (it must
+    /// reach even a slow peer). Once a close frame is queued nothing else is.
     pub(crate) fn push(&self, frame: Bytes, kind: FrameKind) -> Result<u64, PushError> {
         let len = frame.len();
         if len <= COALESCE_MAX {
@@ -188,6 +196,38 @@ impl Outbound {
         Ok(seq)
     }
 
+    /// Puts `pong` in the pong slot, replacing one not yet written. It counts against the limit.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Closed`] once the connection is closing, [`PushError::Full`] when the queue is
+    /// at its limit (the peer is not reading).
+    pub(crate) fn set_pong(&self, pong: Bytes) -> Result<(), PushError> {
+        let mut state = self.state.lock();
+        if state.closing || state.finished || state.aborted {
+            return Err(PushError::Closed);
+        }
+        let replaced = state.pong.as_ref().map_or(0, Bytes::len);
+        let queued = state.queued_bytes - replaced + pong.len();
+        if queued > state.limit {
+            return Err(PushError::Full);
+        }
+        state.queued_bytes = queued;
+        state.pong = Some(pong);
+        let reader = state.reader.take();
+        drop(state);
+        wake(reader);
+        Ok(())
+    }
+
+    /// How many chunks the transport has taken, and whether anything is waiting to be taken: a
+    /// transport that takes nothing while something waits is stuck. (For transports whose writer
+    /// sees the socket, `writer::write_frames` times each write itself.)
+    pub(crate) fn progress(&self) -> (u64, bool) {
+        let state = self.state.lock();
+        (state.taken, state.queued_bytes > 0 || !state.carry.is_empty())
+    }
+
     /// Whether a close frame has been queued.
     #[cfg(test)]
     pub(crate) fn is_closing(&self) -> bool {
@@ -211,6 +251,7 @@ impl Outbound {
             state.aborted = true;
             state.chunks.clear();
             state.carry.clear();
+            state.pong = None;
             state.open = BytesMut::new();
             state.queued_bytes = 0;
             (state.reader.take(), std::mem::take(&mut state.waiters))
@@ -244,6 +285,7 @@ impl Outbound {
             };
             state.chunks.clear();
             state.open.clear();
+            state.pong = None;
             state.queued_bytes = rest.as_ref().map_or(0, |c| c.bytes.len());
             let first_lost = state.written + 1 + u64::from(rest.is_some());
             state.lost = (first_lost, state.pushed);
@@ -358,12 +400,20 @@ impl State {
     /// Takes the next chunk out of the queue and counts its frames written; their send futures'
     /// wakers go into `woken`, to wake once the lock is released.
     fn take_chunk(&mut self, woken: &mut Vec<Waker>) -> Option<Bytes> {
+        if !self.mid_frame {
+            if let Some(pong) = self.pong.take() {
+                self.queued_bytes -= pong.len();
+                self.taken += 1;
+                return Some(pong);
+            }
+        }
         let chunk = match self.chunks.pop_front() {
             Some(chunk) => chunk,
             None if !self.open.is_empty() => self.take_open(),
             None => return None,
         };
         self.queued_bytes -= chunk.bytes.len();
+        self.taken += 1;
         self.mid_frame = chunk.last.is_none();
         if let Some(last) = chunk.last {
             self.written = last;
@@ -379,7 +429,7 @@ impl State {
         if self.closing || self.finished || self.aborted {
             return Err(PushError::Closed);
         }
-        if kind == FrameKind::Data && self.queued_bytes + len > self.limit {
+        if kind != FrameKind::Close && self.queued_bytes + len > self.limit {
             return Err(PushError::Full);
         }
         Ok(())
@@ -593,16 +643,44 @@ mod tests {
     }
 
     #[test]
-    fn the_byte_limit_refuses_but_forced_frames_pass() {
-        let queue = Outbound::new(4);
+    fn the_byte_limit_counts_control_frames_and_lets_only_the_close_pass() {
+        let queue = Outbound::new(5);
         queue.push(data(b"abc"), FrameKind::Data).unwrap();
-        assert_eq!(queue.push(data(b"de"), FrameKind::Data), Err(PushError::Full));
+        assert_eq!(queue.push(data(b"def"), FrameKind::Data), Err(PushError::Full));
         assert_eq!(
-            queue.push_encoded(2, FrameKind::Data, |buf| buf.extend_from_slice(b"de")),
+            queue.push_encoded(3, FrameKind::Data, |buf| buf.extend_from_slice(b"def")),
             Err(PushError::Full)
         );
-        assert!(queue.push(data(b"pong"), FrameKind::Control).is_ok());
-        assert_eq!(queue.queued_bytes(), 7);
+        assert_eq!(queue.push(data(b"ping"), FrameKind::Control), Err(PushError::Full));
+        assert_eq!(queue.set_pong(data(b"pong")), Err(PushError::Full));
+        queue.set_pong(data(b"po")).unwrap();
+        assert_eq!(queue.queued_bytes(), 5);
+        assert!(queue.push(data(b"close"), FrameKind::Close).is_ok());
+        assert_eq!(queue.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn a_newer_pong_replaces_an_unwritten_one_and_goes_between_frames() {
+        let queue = Outbound::new(1 << 20);
+        let mut stream = OutboundStream(queue.clone());
+        for i in 0..10_000u32 {
+            queue.set_pong(Bytes::from(i.to_be_bytes().to_vec())).unwrap();
+        }
+        assert_eq!(queue.queued_bytes(), 4, "one pong is held, not ten thousand");
+        assert_eq!(
+            next(&mut stream),
+            Poll::Ready(Some(Bytes::from(9_999u32.to_be_bytes().to_vec())))
+        );
+        // A pong never cuts a frame queued as header and payload in two.
+        queue.push_parts(data(b"h"), data(b"body"), FrameKind::Data).unwrap();
+        assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"h"))));
+        queue.set_pong(data(b"pong")).unwrap();
+        assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"body"))));
+        assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"pong"))));
+        let (taken, waiting) = queue.progress();
+        assert_eq!((taken, waiting), (4, false));
+        queue.push(data(b"close"), FrameKind::Close).unwrap();
+        assert_eq!(queue.set_pong(data(b"late")), Err(PushError::Closed));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::handshake::{self, HandshakeRejection, Policy};
 use crate::limits::ConnectionSlots;
 use crate::outbound::OutboundStream;
 use crate::protocol::Role;
+use crate::raw_socket::RawSocket;
 use crate::socket::WebSocket;
 use crate::takeover::{OwnsSocket, Takeover};
 
@@ -212,7 +213,16 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     );
     let ws = pending.socket().clone();
     // Joining before the handler runs lets the handler's own broadcasts include this session.
-    hub.connect(ws.id(), state.name.clone(), ws.shared.clone());
+    hub.connect_with(ws.id(), state.name.clone(), ws.shared.clone(), state.config.max_rooms)
+        .map_err(|error| {
+            let rejection = HandshakeRejection::Overloaded;
+            log::warn!(
+                "session {} not registered with the hub ({error}); answering 503",
+                ws.id()
+            );
+            log_rejection(req, &rejection);
+            rejection
+        })?;
     if catch_unwind(AssertUnwindSafe(|| (state.handler)(req, ws.clone()))).is_err() {
         log::error!("the handler of route {} panicked; answering 500", state.name);
         hub.disconnect(ws.id());
@@ -231,7 +241,7 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
         return Ok(response);
     }
     let outbound = pending.outbound();
-    pending.run(payload, Some(hub), Box::new(slot));
+    pending.run(payload, Some(hub), Box::new(slot), Some(RawSocket::of(req)));
     Ok(response.streaming(OutboundStream(outbound)))
 }
 

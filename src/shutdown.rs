@@ -83,9 +83,21 @@ pub async fn graceful(hub: &Hub, server: &ServerHandle, grace: Duration) -> usiz
 
 /// Spawns, on the current actix runtime, a task that waits for [`signal`] and then runs
 /// [`graceful`]: what a server's `main` needs, in one call.
+///
+/// A second SIGINT or SIGTERM during the graceful shutdown ends the process at once (exit code
+/// 130): an operator who presses Ctrl-C twice means it.
 pub fn on_signal(hub: Hub, server: ServerHandle, grace: Duration) {
     actix_web::rt::spawn(async move {
         signal().await;
-        graceful(&hub, &server, grace).await;
+        tokio::select! {
+            _ = graceful(&hub, &server, grace) => {}
+            () = signal() => {
+                log::warn!("second signal during shutdown: exiting now");
+                std::process::exit(EXIT_ON_SECOND_SIGNAL);
+            }
+        }
     });
 }
+
+/// The exit code after a second signal: 128 + SIGINT, as a shell reports an interrupted program.
+const EXIT_ON_SECOND_SIGNAL: i32 = 130;

@@ -13,7 +13,7 @@ use switchboard_actors::{Message, Metrics, Outgoing, SessionId, SessionSink, Tex
 use tokio::sync::watch;
 
 use crate::callbacks::{Callback, Callbacks};
-use crate::error::SendError;
+use crate::error::{InvalidCloseCode, SendError};
 use crate::outbound::{FrameKind, Outbound, PushError, Written, COALESCE_MAX};
 use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 
@@ -25,12 +25,16 @@ fn frame_parts(message: &Message) -> (OpCode, &[u8]) {
     }
 }
 
-/// Tells the connection actor what the handle did.
+/// Tells the connection actor what the handle or the writer did.
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
 pub(crate) enum Control {
     /// A close frame was queued by the handle: start waiting for the peer's answer.
     CloseSent,
+    /// The peer broke a policy (its queue is full): fail the connection with this close.
+    Violation(CloseFrame),
+    /// The socket accepted nothing for `write_timeout`: the queue is aborted, stop.
+    WriteTimeout,
 }
 
 /// One WebSocket connection: send to it, register callbacks on it, close it.
@@ -128,15 +132,50 @@ impl Shared {
         let result = push(&self.outbound);
         match result {
             Ok(_) => self.metrics.message_out(len),
-            Err(PushError::Full) => {
-                log::warn!("session {}: outbound queue over its limit, closing with 1008", self.id);
-                self.metrics.backpressure_close();
-                self.outbound.clear();
-                self.start_close(CloseFrame::new(CloseCode::POLICY, "outbound queue full"));
-            }
+            Err(PushError::Full) => self.queue_full(),
             Err(PushError::Closed) => {}
         }
         result
+    }
+
+    /// The peer does not read what we send: drop what waits for it, and fail the connection
+    /// with 1008 (the actor stops reading; the socket goes within `close_timeout`).
+    fn queue_full(&self) {
+        log::warn!("session {}: outbound queue over its limit, closing with 1008", self.id);
+        self.metrics.backpressure_close();
+        self.outbound.clear();
+        let frame = CloseFrame::new(CloseCode::POLICY, "outbound queue full");
+        if self.start_close(frame.clone()) {
+            self.control.do_send(Control::Violation(frame));
+        }
+    }
+
+    /// Queues the pong to a ping in the pong slot (replacing one not yet written).
+    pub(crate) fn queue_pong(&self, pong: Bytes) {
+        if self.outbound.set_pong(pong) == Err(PushError::Full) {
+            self.queue_full();
+        }
+    }
+
+    /// Whether a close frame is queued or the connection is gone: nothing else may be sent.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.sent_close.lock().is_some() || self.close_state().is_some()
+    }
+
+    /// The writer gave up: the socket accepted nothing for `timeout`. The connection ends as
+    /// abnormal (no close frame can reach the peer), counted and logged.
+    pub(crate) fn write_timed_out(&self, timeout: std::time::Duration) {
+        log::warn!(
+            "session {}: the socket took no byte for {timeout:?}; aborting the connection",
+            self.id
+        );
+        self.metrics.write_timeout();
+        self.outbound.abort();
+        self.set_closed(CloseFrame::new(
+            CloseCode::ABNORMAL,
+            format!("write timeout: the peer read nothing for {timeout:?}"),
+        ));
+        self.control.do_send(Control::WriteTimeout);
     }
 
     /// Queues our close frame unless one is already out, and tells the actor to wait for the
@@ -191,7 +230,12 @@ impl SessionSink for Shared {
     }
 
     fn close(&self, code: u16, reason: &str) {
-        self.start_close(CloseFrame::new(CloseCode(code), reason));
+        let code = CloseCode(code);
+        if !code.is_valid_on_wire() {
+            log::warn!("session {}: close code {} cannot be sent; not closing", self.id, code.0);
+            return;
+        }
+        self.start_close(CloseFrame::new(code, reason));
     }
 }
 
@@ -225,7 +269,7 @@ impl WebSocket {
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The peer answers with a pong, which
-    /// [`on_pong`](Self::on_pong) sees.
+    /// [`on_pong`](Self::on_pong) sees. Pings count against the outbound queue's limit.
     ///
     /// # Errors
     ///
@@ -238,7 +282,11 @@ impl WebSocket {
         let frame = self.shared.encode(OpCode::Ping, &payload);
         match self.shared.outbound.push(frame, FrameKind::Control) {
             Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, Message::Binary(payload)),
-            Err(_) => SendFuture::failed(SendError::Closed(Message::Binary(payload))),
+            Err(PushError::Closed) => SendFuture::failed(SendError::Closed(Message::Binary(payload))),
+            Err(PushError::Full) => {
+                self.shared.queue_full();
+                SendFuture::failed(SendError::QueueFull(Message::Binary(payload)))
+            }
         }
     }
 
@@ -267,7 +315,9 @@ impl WebSocket {
 
     /// Closes with 1000 (normal closure). See [`close_with`](Self::close_with).
     pub fn close(&self) -> impl Future<Output = CloseCode> + Send + 'static {
-        self.close_with(CloseCode::NORMAL, "")
+        self.shared.closed_by_user.store(true, Ordering::Release);
+        self.shared.start_close(CloseFrame::new(CloseCode::NORMAL, ""));
+        self.closed()
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes), and returns a
@@ -275,10 +325,23 @@ impl WebSocket {
     ///
     /// Messages sent before it are written first; sends after it fail with
     /// [`SendError::Closed`]. If the socket is already closing, it only waits.
-    pub fn close_with(&self, code: CloseCode, reason: &str) -> impl Future<Output = CloseCode> + Send + 'static {
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidCloseCode`] for a code RFC 6455 §7.4 does not allow in a close frame (1005,
+    /// 1006 and 1015 are for reporting only; below 1000, 1004, 1016 to 2999 and from 5000 are not
+    /// assigned): nothing is sent and the connection stays open.
+    pub fn close_with(
+        &self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<impl Future<Output = CloseCode> + Send + 'static, InvalidCloseCode> {
+        if !code.is_valid_on_wire() {
+            return Err(InvalidCloseCode(code));
+        }
         self.shared.closed_by_user.store(true, Ordering::Release);
         self.shared.start_close(CloseFrame::new(code, reason));
-        self.closed()
+        Ok(self.closed())
     }
 
     /// Completes, with the close code, once the connection has closed, whichever side closed it.

@@ -67,17 +67,21 @@ impl Takeover {
     }
 
     /// Starts the connection actor on `io`; `leftover` is what the peer sent after its request.
-    fn start(mut self, io: TcpStream, leftover: Bytes) {
-        let Some((pending, slot)) = self.connection.take() else {
-            return;
-        };
+    /// Answers the writer, which runs until the connection is done with the socket: the upgrade
+    /// service awaits it, so that actix-server counts the WebSocket against
+    /// `Server::max_connections` for its whole life.
+    fn start(mut self, io: TcpStream, leftover: Bytes) -> Option<impl std::future::Future<Output = ()>> {
+        let (pending, slot) = self.connection.take()?;
         // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
         let _ = io.set_nodelay(true);
         let (read, write) = io.into_split();
         let outbound = pending.outbound();
+        let shared = pending.socket().shared.clone();
+        let timeout = pending.config().write_timeout;
         let reader = Reader::new(read, leftover, outbound.clone());
-        pending.run(reader, Some(self.hub.clone()), slot);
-        actix_rt::spawn(write_frames(write, OutboundStream(outbound)));
+        pending.run(reader, Some(self.hub.clone()), slot, None);
+        let on_timeout = move || shared.write_timed_out(timeout.unwrap_or_default());
+        Some(write_frames(write, OutboundStream(outbound), timeout, on_timeout))
     }
 }
 
@@ -132,7 +136,9 @@ async fn respond(mut framed: Framed<TcpStream, h1::Codec>, response: Response<Bo
     Pin::new(&mut framed).write(h1::Message::Item((head, BodySize::None)))?;
     flush(&mut framed).await?;
     let parts = framed.into_parts();
-    takeover.start(parts.io, parts.read_buf.freeze());
+    if let Some(connection) = takeover.start(parts.io, parts.read_buf.freeze()) {
+        connection.await;
+    }
     Ok(())
 }
 

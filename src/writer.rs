@@ -2,9 +2,10 @@
 //! outbound queue onto its socket, many frames per syscall and payloads by reference. On the
 //! owned server transport the reader also writes through, between reads ([`write_through`]).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
@@ -19,8 +20,14 @@ const WRITE_BATCH: usize = 64;
 /// Writes queued frames, many per syscall, until the queue ends; then shuts the write side.
 ///
 /// A write the peer never reads is given up when the queue is aborted, which the connection
-/// does `close_timeout` after it stops: the socket does not outlive its connection.
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames: OutboundStream) {
+/// does `close_timeout` after it stops: the socket does not outlive its connection. One that
+/// moves no byte for `timeout` is given up too, and `on_timeout` runs: the peer stopped reading.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut frames: OutboundStream,
+    timeout: Option<Duration>,
+    on_timeout: impl FnOnce(),
+) {
     let mut chunks = Vec::with_capacity(WRITE_BATCH);
     let mut open = true;
     while open {
@@ -40,9 +47,17 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames
         }
         chunks.retain(|chunk| !chunk.is_empty());
         tokio::select! {
-            written = write_batch(&mut write, &mut chunks) => if let Err(error) = written {
-                log::debug!("socket write failed: {error}");
-                return;
+            written = write_batch(&mut write, &mut chunks, timeout) => match written {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                    frames.0.abort();
+                    on_timeout();
+                    return;
+                }
+                Err(error) => {
+                    log::debug!("socket write failed: {error}");
+                    return;
+                }
             },
             () = poll_fn(|cx| frames.0.poll_aborted(cx)) => {
                 log::debug!("the peer did not read what was written; dropping the socket");
@@ -56,22 +71,38 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(mut write: W, mut frames
 }
 
 /// Writes every byte of `chunks` with vectored writes, then flushes (a TLS stream's last record).
-async fn write_batch<W: AsyncWrite + Unpin>(write: &mut W, chunks: &mut [Bytes]) -> io::Result<()> {
+/// A write or flush that moves nothing for `timeout` fails with `TimedOut`.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    chunks: &mut [Bytes],
+    timeout: Option<Duration>,
+) -> io::Result<()> {
     let mut start = 0;
     while let Some(rest) = chunks.get(start..).filter(|rest| !rest.is_empty()) {
         let written = if let [only] = rest {
             // One buffer: `send`, which skips writev's iovec handling in the kernel.
-            write.write(only).await?
+            within(timeout, write.write(only)).await?
         } else {
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-            write.write_vectored(io_slices(rest, &mut slices)).await?
+            within(timeout, write.write_vectored(io_slices(rest, &mut slices))).await?
         };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         start += advance(chunks.get_mut(start..).unwrap_or_default(), written);
     }
-    write.flush().await
+    within(timeout, write.flush()).await
+}
+
+/// `io` bounded by `timeout`. A write that completes at once never touches the timer: tokio
+/// polls the write first and registers the deadline only when it has to wait.
+async fn within<T>(timeout: Option<Duration>, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, io)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        None => io.await,
+    }
 }
 
 /// Writes what `outbound` holds now, as far as `socket` takes it without waiting, and hands the
@@ -144,7 +175,7 @@ mod tests {
     async fn frames_come_out_in_order_and_the_end_shuts_the_socket() {
         let (ours, mut peer) = tokio::io::duplex(64);
         let queue = Outbound::new(1 << 20);
-        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone()), None, || {}));
         for part in [&b"one "[..], &[b'x'; 5000][..], b" two"] {
             queue.push(Bytes::copy_from_slice(part), FrameKind::Data).unwrap();
         }
@@ -193,7 +224,7 @@ mod tests {
             !queue.take_now(1, &mut scratch),
             "the socket did not take it all: the rest waits"
         );
-        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone()), None, || {}));
         let received = finish_and_read_all(&queue, writer, &mut peer).await;
         assert_eq!(received.len(), (WRITE_BATCH + 1) * FRAME);
         for (i, part) in received.chunks(FRAME).enumerate() {
@@ -201,11 +232,28 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_moves_nothing_for_the_write_timeout_gives_up() {
+        let (ours, _peer) = tokio::io::duplex(64);
+        let queue = Outbound::new(1 << 20);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let timeout = Some(Duration::from_secs(30));
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone()), timeout, move || {
+            let _ = tx.send(());
+        }));
+        queue.push(Bytes::from(vec![7u8; 10_000]), FrameKind::Data).unwrap();
+        // The paused clock jumps to the deadline once every task waits: no real time passes.
+        rx.await.expect("on_timeout ran");
+        writer.await.unwrap();
+        assert_eq!(queue.queued_bytes(), 0, "the queue was aborted");
+        assert!(queue.push(Bytes::from_static(b"x"), FrameKind::Data).is_err());
+    }
+
     #[tokio::test]
     async fn a_write_the_peer_never_reads_ends_when_the_queue_is_aborted() {
         let (ours, _peer) = tokio::io::duplex(64);
         let queue = Outbound::new(1 << 20);
-        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone())));
+        let writer = tokio::spawn(write_frames(ours, OutboundStream(queue.clone()), None, || {}));
         queue.push(Bytes::from(vec![7u8; 10_000]), FrameKind::Data).unwrap();
         tokio::task::yield_now().await;
         queue.abort();

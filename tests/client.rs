@@ -71,7 +71,7 @@ async fn exercise_echo(url: String) {
         report(&mut seen).await,
         Seen::Pong(Bytes::from_static(b"are you there"))
     );
-    let code = tokio::time::timeout(PATIENCE, ws.close_with(CloseCode(4000), "done"))
+    let code = tokio::time::timeout(PATIENCE, ws.close_with(CloseCode(4000), "done").unwrap())
         .await
         .unwrap();
     assert_eq!(code, CloseCode(4000));

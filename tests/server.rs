@@ -54,7 +54,7 @@ async fn send_futures_resolve_once_written_and_fail_with_the_message_after_close
             let sent = ws.send("welcome");
             actix_web::rt::spawn(async move {
                 let first = sent.await;
-                let closed_code = ws.close_with(CloseCode::NORMAL, "done").await;
+                let closed_code = ws.close_with(CloseCode::NORMAL, "done").unwrap().await;
                 let after = ws.send(vec![1u8, 2, 3]).await;
                 let _ = tx.send((first, closed_code, after));
             });

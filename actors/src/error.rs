@@ -15,4 +15,16 @@ pub enum HubError {
     /// The session exists but could not take the message; see [`Undelivered`].
     #[error("session {0} did not take the message: {1}")]
     Undelivered(SessionId, Undelivered),
+    /// The supervisor's mailbox is full: it is busy. Nothing was done; retry later, or use the
+    /// async method, which waits for room.
+    #[error("the supervisor is busy (its mailbox is full)")]
+    Full,
+    /// The session is already in its maximum of rooms; it must leave one first.
+    #[error("session {id} is already in {max} rooms, its maximum")]
+    TooManyRooms {
+        /// The session.
+        id: SessionId,
+        /// Its cap (`Config::max_rooms` in switchboard).
+        max: usize,
+    },
 }

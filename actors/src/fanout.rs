@@ -4,14 +4,17 @@
 //! by one across threads: each delivery from the supervisor's thread pushed a frame and woke a
 //! connection task living on a worker thread. A fan-out instead sends one task per worker
 //! thread, which queues the frame for all that worker's sessions locally, so a broadcast to N
-//! sessions on W workers costs W cross-thread wakes instead of N. The grouping of a route's
-//! sessions is cached until the route's membership changes.
+//! sessions on W workers costs W cross-thread wakes instead of N. The grouping of a route's (or a
+//! room's) sessions is cached until its membership changes.
 //!
 //! Broadcasts bound for a thread wait in its shard's queue until that thread's task runs, and the
 //! task hands out everything queued by then, session by session. Under light load that is one
 //! message; under load, several broadcasts reach each session together, so its connection wakes
-//! once and writes them in one go, instead of once per message.
+//! once and writes them in one go, instead of once per message. That queue is bounded
+//! ([`SHARD_BACKLOG_MAX`]): a worker thread too busy to take its broadcasts loses the newest ones,
+//! counted as [`DropReason::Backlog`], rather than making the process hold them without limit.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -20,7 +23,14 @@ use actix_rt::ArbiterHandle;
 use parking_lot::Mutex;
 
 use crate::message::Outgoing;
+use crate::metrics::{DropReason, Metrics};
 use crate::session::{SessionId, SessionSink};
+use crate::supervisor::Session;
+
+/// Broadcasts that may wait for one worker thread. A healthy worker takes its queue within
+/// microseconds, so thousands waiting means it is stuck or overloaded; each one holds only a
+/// shared message, so the bound keeps a stuck worker's backlog to a few hundred kilobytes.
+pub(crate) const SHARD_BACKLOG_MAX: usize = 4096;
 
 /// The actix arbiter (thread) a session's connection runs on.
 #[derive(Debug, Clone)]
@@ -53,12 +63,20 @@ struct Shard {
     rounds: AtomicU64,
 }
 
-/// A route's sessions, grouped by home.
+/// A route's or a room's sessions, grouped by home.
 pub(crate) struct Fanout {
     shards: Vec<Arc<Shard>>,
 }
 
 impl Fanout {
+    /// Groups the sessions named in `ids` by home.
+    pub(crate) fn of(ids: &BTreeSet<SessionId>, sessions: &HashMap<SessionId, Session>) -> Fanout {
+        Fanout::new(
+            ids.iter()
+                .filter_map(|id| sessions.get(id).map(|s| (*id, s.home.as_ref(), &s.sink))),
+        )
+    }
+
     /// Groups `sessions` by home.
     pub(crate) fn new<'a>(
         sessions: impl Iterator<Item = (SessionId, Option<&'a Home>, &'a Arc<dyn SessionSink>)>,
@@ -83,39 +101,67 @@ impl Fanout {
     }
 
     /// Queues `message` for every session but `except`; sessions on other threads get it from a
-    /// task on their own thread. Answers how many sessions it was handed to; refusals (closed or
-    /// full sessions) are added to `undelivered`.
-    pub(crate) fn deliver(&self, message: &Outgoing, except: Option<SessionId>, undelivered: &Arc<AtomicU64>) -> usize {
+    /// task on their own thread. Answers how many sessions it was handed to; deliveries that are
+    /// refused (closed or full sessions) or dropped (a worker's backlog is full) are counted in
+    /// `metrics`.
+    pub(crate) fn deliver(&self, message: &Outgoing, except: Option<SessionId>, metrics: &Arc<Metrics>) -> usize {
         let here = std::thread::current().id();
         let mut handed = 0;
         for shard in &self.shards {
-            handed += shard.sinks.iter().filter(|(id, _)| Some(*id) != except).count();
+            let recipients = shard.sinks.iter().filter(|(id, _)| Some(*id) != except).count();
             match &shard.home {
                 Some(home) if home.thread != here => {
-                    let first = {
-                        let mut queued = shard.queued.lock();
-                        queued.push((message.clone(), except));
-                        queued.len() == 1
-                    };
-                    if first {
-                        let (task_shard, undelivered) = (shard.clone(), undelivered.clone());
-                        let spawned = home.arbiter.spawn(async move {
-                            // Let the thread's ready tasks run first: broadcasts they cause
-                            // meanwhile join this hand-out, and each socket gets one write.
-                            tokio::task::yield_now().await;
-                            let batch = std::mem::take(&mut *task_shard.queued.lock());
-                            deliver_all(&task_shard, &batch, &undelivered);
-                        });
-                        if !spawned {
-                            log::debug!("a worker thread is gone; its sessions missed a broadcast");
-                            shard.queued.lock().clear();
-                        }
+                    if shard.enqueue(home, message, except, metrics) {
+                        handed += recipients;
+                    } else {
+                        metrics.undelivered(DropReason::Backlog, recipients as u64);
                     }
                 }
-                _ => deliver_all(shard, &[(message.clone(), except)], undelivered),
+                _ => {
+                    deliver_all(shard, &[(message.clone(), except)], metrics);
+                    handed += recipients;
+                }
             }
         }
         handed
+    }
+}
+
+impl Shard {
+    /// Queues a broadcast for this shard's thread, starting its task if none is on its way.
+    /// Answers `false` when the backlog is full or the thread is gone: the broadcast is dropped.
+    fn enqueue(
+        self: &Arc<Self>,
+        home: &Home,
+        message: &Outgoing,
+        except: Option<SessionId>,
+        metrics: &Arc<Metrics>,
+    ) -> bool {
+        let first = {
+            let mut queued = self.queued.lock();
+            if queued.len() >= SHARD_BACKLOG_MAX {
+                log::debug!("a worker thread has {} broadcasts waiting; dropping one", queued.len());
+                return false;
+            }
+            queued.push((message.clone(), except));
+            queued.len() == 1
+        };
+        if !first {
+            return true;
+        }
+        let (shard, metrics) = (self.clone(), metrics.clone());
+        let spawned = home.arbiter.spawn(async move {
+            // Let the thread's ready tasks run first: broadcasts they cause meanwhile join this
+            // hand-out, and each socket gets one write.
+            tokio::task::yield_now().await;
+            let batch = std::mem::take(&mut *shard.queued.lock());
+            deliver_all(&shard, &batch, &metrics);
+        });
+        if !spawned {
+            log::debug!("a worker thread is gone; its sessions missed a broadcast");
+            self.queued.lock().clear();
+        }
+        spawned
     }
 }
 
@@ -124,15 +170,17 @@ impl Fanout {
 ///
 /// Each hand-out starts at a different session, spread over the shard, and wraps around: in a
 /// fixed order the same sessions would always be written last, a whole fan-out behind the first.
-fn deliver_all(shard: &Shard, batch: &[Queued], undelivered: &AtomicU64) {
+fn deliver_all(shard: &Shard, batch: &[Queued], metrics: &Metrics) {
     let round = shard.rounds.fetch_add(1, Ordering::Relaxed);
     // Fibonacci hashing spreads consecutive rounds over the whole shard.
     let start = (round.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % shard.sinks.len().max(1);
     let (tail, head) = shard.sinks.split_at(start);
     for (id, sink) in head.iter().chain(tail) {
         for (message, except) in batch {
-            if Some(*id) != *except && sink.deliver(message).is_err() {
-                undelivered.fetch_add(1, Ordering::Relaxed);
+            if Some(*id) != *except {
+                if let Err(reason) = sink.deliver(message) {
+                    metrics.undelivered(reason.into(), 1);
+                }
             }
         }
     }
@@ -197,9 +245,9 @@ mod tests {
         // Keep the worker busy until both broadcasts are queued.
         let (release_tx, release_rx) = mpsc::channel::<()>();
         worker.spawn_fn(move || release_rx.recv().unwrap());
-        let undelivered = Arc::new(AtomicU64::new(0));
-        assert_eq!(fanout.deliver(&Outgoing::new("one"), None, &undelivered), 2);
-        assert_eq!(fanout.deliver(&Outgoing::new("two"), Some(sinks[1].0), &undelivered), 1);
+        let metrics = Arc::new(Metrics::default());
+        assert_eq!(fanout.deliver(&Outgoing::new("one"), None, &metrics), 2);
+        assert_eq!(fanout.deliver(&Outgoing::new("two"), Some(sinks[1].0), &metrics), 1);
         release_tx.send(()).unwrap();
         for _ in 0..3 {
             done_rx.recv().unwrap();
@@ -219,7 +267,41 @@ mod tests {
         ];
         let log = log.lock().clone();
         assert!(log == a_first || log == b_first, "{log:?}");
-        assert_eq!(undelivered.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.snapshot().undelivered.values().sum::<u64>(), 0);
+        worker.stop();
+    }
+
+    #[test]
+    fn a_stuck_worker_thread_holds_a_bounded_backlog_and_the_rest_is_counted() {
+        let _system = actix_rt::System::new();
+        let worker = actix_rt::Arbiter::new();
+        let (home_tx, home_rx) = mpsc::channel();
+        worker.spawn_fn(move || home_tx.send(Home::current()).unwrap());
+        let home = home_rx.recv().unwrap().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, _done_rx) = mpsc::channel();
+        let sinks = loggers(2, &log, &done_tx);
+        let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, Some(&home), sink)));
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        worker.spawn_fn(move || release_rx.recv().unwrap());
+        let metrics = Arc::new(Metrics::default());
+        const EXTRA: usize = 5;
+        let mut handed = 0;
+        for i in 0..SHARD_BACKLOG_MAX + EXTRA {
+            handed += fanout.deliver(&Outgoing::new(format!("{i}")), None, &metrics);
+        }
+        assert_eq!(
+            handed,
+            2 * SHARD_BACKLOG_MAX,
+            "each session was handed the backlog's worth"
+        );
+        let snapshot = metrics.snapshot();
+        assert_eq!(
+            snapshot.undelivered.get(&DropReason::Backlog),
+            Some(&(2 * EXTRA as u64))
+        );
+        assert!(fanout.shards.iter().all(|s| s.queued.lock().len() <= SHARD_BACKLOG_MAX));
+        release_tx.send(()).unwrap();
         worker.stop();
     }
 
@@ -230,14 +312,11 @@ mod tests {
         let sinks = loggers(4, &log, &done);
         // No home: delivered on this thread, at once.
         let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, None, sink)));
-        let undelivered = Arc::new(AtomicU64::new(0));
+        let metrics = Arc::new(Metrics::default());
         let mut firsts = std::collections::HashSet::new();
         for round in 0..8 {
             log.lock().clear();
-            assert_eq!(
-                fanout.deliver(&Outgoing::new(format!("{round}")), None, &undelivered),
-                4
-            );
+            assert_eq!(fanout.deliver(&Outgoing::new(format!("{round}")), None, &metrics), 4);
             let served: Vec<SessionId> = log.lock().iter().map(|(id, _)| *id).collect();
             let mut sorted = served.clone();
             sorted.sort();

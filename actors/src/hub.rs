@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use actix::dev::SendError;
 use actix::{Actor, Addr};
 
 use crate::error::HubError;
@@ -12,8 +13,9 @@ use crate::rooms::{
     BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser,
 };
 use crate::session::{SessionId, SessionSink};
+use crate::supervisor::DEFAULT_MAX_ROOMS;
 use crate::supervisor::{
-    Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor, UndeliveredCount,
+    Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor,
 };
 
 /// A handle on the [`Supervisor`]: broadcast to a route, send to one session, list sessions.
@@ -45,9 +47,10 @@ impl Hub {
     ///
     /// Outside a running actix system (call it inside `#[actix_web::main]` or `actix_rt::System`).
     pub fn start() -> Hub {
+        let metrics = Arc::<Metrics>::default();
         Hub {
-            addr: Supervisor::default().start(),
-            metrics: Arc::default(),
+            addr: Supervisor::new(metrics.clone()).start(),
+            metrics,
         }
     }
 
@@ -67,11 +70,10 @@ impl Hub {
     }
 
     fn start_on_own_thread() -> Hub {
-        let addr = Supervisor::start_in_arbiter(&crate::runtime::background(), |_| Supervisor::default());
-        Hub {
-            addr,
-            metrics: Arc::default(),
-        }
+        let metrics = Arc::<Metrics>::default();
+        let supervisor = Supervisor::new(metrics.clone());
+        let addr = Supervisor::start_in_arbiter(&crate::runtime::background(), |_| supervisor);
+        Hub { addr, metrics }
     }
 
     /// Sends `message` to every session of `route` (the name it was mounted with, by default its
@@ -86,15 +88,32 @@ impl Hub {
         self.broadcast_outgoing(route, Outgoing::new(message), None).await
     }
 
-    /// Like [`Hub::broadcast`] without waiting for the answer: the message is queued for the
-    /// supervisor at once, in order with this thread's other hub calls. For hot paths that do not
-    /// need the count.
-    pub fn publish(&self, route: &str, message: impl Into<Message>) {
-        self.addr.do_send(Broadcast {
+    /// Like [`Hub::broadcast`] without waiting: the message is queued for the supervisor at
+    /// once, in order with this thread's other hub calls, or refused when the supervisor's mailbox
+    /// is full. For hot paths (a callback, a tight loop) that must not wait.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Full`] when the supervisor is that busy: nothing is sent (the refusal is
+    /// counted in [`Metrics`]); [`HubError::SupervisorGone`] when it has stopped.
+    pub fn try_publish(&self, route: &str, message: impl Into<Message>) -> Result<(), HubError> {
+        let broadcast = Broadcast {
             route: route.to_owned(),
             message: Outgoing::new(message),
             except: None,
-        });
+        };
+        self.addr.try_send(broadcast).map_err(|e| self.refused(e))
+    }
+
+    /// Counts a `try_send` the supervisor refused and says why.
+    fn refused<M>(&self, error: SendError<M>) -> HubError {
+        match error {
+            SendError::Full(_) => {
+                self.metrics.hub_refusal();
+                HubError::Full
+            }
+            SendError::Closed(_) => HubError::SupervisorGone,
+        }
     }
 
     /// Like [`Hub::broadcast`], leaving out one session (typically the sender).
@@ -161,36 +180,63 @@ impl Hub {
         self.addr.send(Routes).await.map_err(|_| HubError::SupervisorGone)
     }
 
-    /// How many deliveries were dropped because their session could take no more.
+    /// How many deliveries were dropped, for any reason: their session was closed or could take
+    /// no more, or its worker thread had too many waiting. [`Metrics::snapshot`] has them by
+    /// reason.
     ///
     /// # Errors
     ///
-    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
+    /// Never fails now; the `Result` is kept for callers written when it asked the supervisor.
     pub async fn undelivered(&self) -> Result<u64, HubError> {
-        self.addr
-            .send(UndeliveredCount)
-            .await
-            .map_err(|_| HubError::SupervisorGone)
+        Ok(self.metrics.snapshot().undelivered.values().sum())
     }
 
-    /// Makes a route known before any session connects. Used by the server when it mounts a route.
+    /// Makes a route known before any session connects. Used by the server when it mounts a
+    /// route: once per mounted route and worker, so it bypasses the mailbox bound.
     pub fn register_route(&self, route: impl Into<String>) {
         self.addr.do_send(RegisterRoute(route.into()));
     }
 
-    /// Registers a session. Used by the connection layer when a connection starts.
-    pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) {
+    /// Registers a session that may be in at most 100 rooms at once. Used by the connection
+    /// layer when a connection starts; see [`Hub::connect_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::connect_with`].
+    pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) -> Result<(), HubError> {
+        self.connect_with(id, route, sink, DEFAULT_MAX_ROOMS)
+    }
+
+    /// Registers a session that may be in at most `max_rooms` rooms at once. Used by the
+    /// connection layer when a connection starts.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Full`] when the supervisor's mailbox is full: the server should refuse the
+    /// connection (503) rather than queue without bound; [`HubError::SupervisorGone`].
+    pub fn connect_with(
+        &self,
+        id: SessionId,
+        route: impl Into<String>,
+        sink: Arc<dyn SessionSink>,
+        max_rooms: usize,
+    ) -> Result<(), HubError> {
         // Called on the connection's own thread: remember it for per-thread broadcast fan-out.
         let home = Home::current();
-        self.addr.do_send(Connect {
+        let connect = Connect {
             id,
             route: route.into(),
             sink,
             home,
-        });
+            max_rooms,
+        };
+        self.addr.try_send(connect).map_err(|e| self.refused(e))
     }
 
     /// Removes a session. Used by the connection layer when a connection stops, for any reason.
+    ///
+    /// It bypasses the mailbox bound, so that a session always leaves: it is sent at most once
+    /// per session that [`Hub::connect`] registered, which bounds it.
     pub fn disconnect(&self, id: SessionId) {
         self.addr.do_send(Disconnect(id));
     }
@@ -221,12 +267,13 @@ impl Hub {
         self.metrics.clone()
     }
 
-    /// Puts session `id` in `room` (a session can be in many) and answers the members after it
-    /// joined. The presence listener, if any, is told.
+    /// Puts session `id` in `room` (a session can be in several, up to its cap) and answers the
+    /// members after it joined. The presence listeners, if any, are told.
     ///
     /// # Errors
     ///
-    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::SupervisorGone`].
+    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::TooManyRooms`] when it is
+    /// in its maximum of rooms already, [`HubError::SupervisorGone`].
     pub async fn join(&self, id: SessionId, room: &str) -> Result<Vec<Member>, HubError> {
         let request = self.addr.send(Join {
             id,
@@ -326,8 +373,22 @@ impl Hub {
     }
 
     /// Sets the presence listener: on every join and leave (disconnects included) it gets the
-    /// event and may return a message for the room's members (the one who left excluded).
+    /// diff and may return a message for the room's members (the one who left excluded, the one
+    /// who joined included). Set once, at startup: it bypasses the mailbox bound.
     pub fn on_presence(&self, listener: impl Fn(&PresenceEvent) -> Option<Message> + Send + Sync + 'static) {
-        self.addr.do_send(SetPresenceListener(Some(Arc::new(listener))));
+        self.addr.do_send(SetPresenceListener {
+            diff: Some(Arc::new(listener)),
+            state: None,
+        });
+    }
+
+    /// Sets the presence state listener: when a session joins a room it gets the room's members
+    /// (the joiner included, in id order) and may return a message for the joiner alone, which is
+    /// queued before any diff announced after the join. Set once, at startup.
+    pub fn on_presence_state(&self, listener: impl Fn(&str, &[Member]) -> Option<Message> + Send + Sync + 'static) {
+        self.addr.do_send(SetPresenceListener {
+            diff: None,
+            state: Some(Arc::new(listener)),
+        });
     }
 }

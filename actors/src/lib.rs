@@ -25,7 +25,7 @@ pub use error::HubError;
 pub use fanout::Home;
 pub use hub::Hub;
 pub use message::{Message, Outgoing, Text};
-pub use metrics::{Metrics, MetricsSnapshot};
+pub use metrics::{DropReason, Metrics, MetricsSnapshot};
 pub use rooms::{Member, PresenceChange, PresenceEvent};
 pub use session::{SessionId, SessionSink, Undelivered};
 pub use supervisor::Supervisor;

@@ -21,7 +21,45 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     protocol_errors: AtomicU64,
     backpressure_closes: AtomicU64,
+    keepalive_timeouts: AtomicU64,
+    write_timeouts: AtomicU64,
+    undelivered: [AtomicU64; DropReason::ALL.len()],
+    hub_refusals: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// Why a hub delivery did not reach a session's outbound queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The session was closing or closed.
+    Closed,
+    /// The session's outbound queue was over its limit (the session is closed with 1008).
+    QueueFull,
+    /// The worker thread that owns the session had too many broadcasts waiting for it.
+    Backlog,
+}
+
+impl DropReason {
+    /// Every reason, in the order of the counters.
+    pub const ALL: [DropReason; 3] = [DropReason::Closed, DropReason::QueueFull, DropReason::Backlog];
+
+    /// The reason's name in metrics (`closed`, `queue_full`, `backlog`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Closed => "closed",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Backlog => "backlog",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            DropReason::Closed => 0,
+            DropReason::QueueFull => 1,
+            DropReason::Backlog => 2,
+        }
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -44,6 +82,14 @@ pub struct MetricsSnapshot {
     pub protocol_errors: u64,
     /// Connections closed because their outbound queue passed its limit.
     pub backpressure_closes: u64,
+    /// Connections dropped because the peer did not answer a keepalive ping in time.
+    pub keepalive_timeouts: u64,
+    /// Connections aborted because their socket accepted no byte for `write_timeout`.
+    pub write_timeouts: u64,
+    /// Hub deliveries dropped, by reason.
+    pub undelivered: BTreeMap<DropReason, u64>,
+    /// Hub calls refused because the supervisor's mailbox was full (`try_` methods, upgrades).
+    pub hub_refusals: u64,
     /// Closed connections by close code.
     pub closes: BTreeMap<u16, u64>,
 }
@@ -82,6 +128,28 @@ impl Metrics {
         self.backpressure_closes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A connection was dropped for not answering a keepalive ping.
+    pub fn keepalive_timeout(&self) {
+        self.keepalive_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was aborted because its socket accepted nothing for `write_timeout`.
+    pub fn write_timeout(&self) {
+        self.write_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `count` hub deliveries were dropped for `reason`.
+    pub fn undelivered(&self, reason: DropReason, count: u64) {
+        if let Some(counter) = self.undelivered.get(reason.index()) {
+            counter.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// A hub call was refused because the supervisor's mailbox was full.
+    pub fn hub_refusal(&self) {
+        self.hub_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -95,6 +163,13 @@ impl Metrics {
             bytes_out: get(&self.bytes_out),
             protocol_errors: get(&self.protocol_errors),
             backpressure_closes: get(&self.backpressure_closes),
+            keepalive_timeouts: get(&self.keepalive_timeouts),
+            write_timeouts: get(&self.write_timeouts),
+            undelivered: DropReason::ALL
+                .iter()
+                .map(|reason| (*reason, self.undelivered.get(reason.index()).map_or(0, get)))
+                .collect(),
+            hub_refusals: get(&self.hub_refusals),
             closes: self.closes.lock().clone(),
         }
     }
@@ -153,6 +228,36 @@ impl Metrics {
             "Connections closed for a full queue.",
             s.backpressure_closes,
         );
+        metric(
+            "keepalive_timeouts_total",
+            "counter",
+            "Connections dropped for not answering a keepalive ping.",
+            s.keepalive_timeouts,
+        );
+        metric(
+            "write_timeouts_total",
+            "counter",
+            "Connections aborted because their socket accepted nothing for write_timeout.",
+            s.write_timeouts,
+        );
+        metric(
+            "hub_refusals_total",
+            "counter",
+            "Hub calls refused because the supervisor's mailbox was full.",
+            s.hub_refusals,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_undelivered_total Hub deliveries dropped, by reason."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_undelivered_total counter");
+        for (reason, count) in &s.undelivered {
+            let _ = writeln!(
+                out,
+                "switchboard_undelivered_total{{reason=\"{}\"}} {count}",
+                reason.as_str()
+            );
+        }
         let _ = writeln!(out, "# HELP switchboard_closes_total Closed connections by close code.");
         let _ = writeln!(out, "# TYPE switchboard_closes_total counter");
         for (code, count) in &s.closes {
@@ -174,7 +279,10 @@ mod tests {
         m.message_in(5);
         m.message_out(7);
         m.connection_closed(1000);
+        m.undelivered(DropReason::Backlog, 3);
         let s = m.snapshot();
+        assert_eq!(s.undelivered.get(&DropReason::Backlog), Some(&3));
+        assert_eq!(s.undelivered.get(&DropReason::Closed), Some(&0));
         assert_eq!(
             (s.connections_open, s.connections_total, s.bytes_in, s.bytes_out),
             (1, 2, 5, 7)
@@ -182,5 +290,9 @@ mod tests {
         let text = m.prometheus();
         assert!(text.contains("switchboard_connections_open 1\n"), "{text}");
         assert!(text.contains("switchboard_closes_total{code=\"1000\"} 1\n"), "{text}");
+        assert!(
+            text.contains("switchboard_undelivered_total{reason=\"backlog\"} 3\n"),
+            "{text}"
+        );
     }
 }

@@ -1,19 +1,32 @@
 //! Rooms, presence and users: the supervisor's registry for chat-style apps.
 //!
-//! A session joins and leaves rooms (any number at once); a broadcast to a room reaches its
-//! members, optionally except one. On every join and leave, including the leaves a disconnect
-//! causes, a presence listener (if set) may turn the event into a message for the room. A session
-//! may carry a user name or key, and a message can go to every session of a user.
+//! A session joins and leaves rooms (up to its cap at once); a broadcast to a room reaches its
+//! members, optionally except one. Presence goes out the way Phoenix's does: the session that
+//! joins gets the room's whole member list once (the state listener's message), and every member
+//! gets a small diff for each join and leave (the presence listener's message), never the whole
+//! list again. A session may carry a user name or key, and a message can go to every session of a
+//! user.
+//!
+//! What one session can make the supervisor do is bounded: a join or leave announces one diff
+//! through the room's fan-out (one task per worker thread, whatever the room's size), a session
+//! is in at most its cap of rooms, and the leaves a disconnect causes are announced
+//! [`LEAVE_SLICE`] rooms at a time, with the supervisor's other messages handled in between.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use actix::{Context, Handler, Message as ActixMessage, MessageResult};
+use actix::{AsyncContext, Context, Handler, Message as ActixMessage, MessageResult};
 
 use crate::error::HubError;
+use crate::fanout::Fanout;
 use crate::message::{Message, Outgoing};
 use crate::session::SessionId;
 use crate::supervisor::Supervisor;
+
+/// How many of a disconnected session's rooms are announced per turn of the supervisor. Each
+/// announcement is one fan-out (a few microseconds), so a slice stays far under a millisecond
+/// while messages from other sessions wait.
+pub const LEAVE_SLICE: usize = 16;
 
 /// A member of a room, as presence reports it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,8 +46,13 @@ pub enum PresenceChange {
     Left,
 }
 
-/// A join or leave, with the room's members after it.
+/// One join or leave: a presence diff.
+///
+/// It carries who changed, not the whole member list: the list goes once, to the session that
+/// joins ([`Hub::on_presence_state`](crate::Hub::on_presence_state)), and members keep it up to
+/// date from the diffs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PresenceEvent {
     /// The room.
     pub room: String,
@@ -42,13 +60,15 @@ pub struct PresenceEvent {
     pub change: PresenceChange,
     /// Who joined or left.
     pub member: Member,
-    /// Everyone in the room after the change, in id order.
-    pub members: Vec<Member>,
 }
 
-/// Turns a presence event into the message to send to the room (or `None` for silence). It runs
-/// on the supervisor's thread: keep it quick.
+/// Turns a presence diff into the message for the room's members (or `None` for silence). It
+/// runs on the supervisor's thread: keep it quick.
 pub type PresenceListener = Arc<dyn Fn(&PresenceEvent) -> Option<Message> + Send + Sync>;
+
+/// Turns a room's member list into the message for the session that just joined it (or `None`).
+/// It runs on the supervisor's thread: keep it quick.
+pub type PresenceStateListener = Arc<dyn Fn(&str, &[Member]) -> Option<Message> + Send + Sync>;
 
 /// The supervisor's room and user registry.
 #[derive(Default)]
@@ -56,6 +76,13 @@ pub(crate) struct Rooms {
     members: HashMap<String, BTreeSet<SessionId>>,
     users: HashMap<String, BTreeSet<SessionId>>,
     listener: Option<PresenceListener>,
+    state_listener: Option<PresenceStateListener>,
+    /// Each room's members grouped by thread, built on the first delivery after a change.
+    fanouts: HashMap<String, Arc<Fanout>>,
+    /// Leaves that disconnects caused, not announced yet.
+    pending_leaves: VecDeque<PresenceEvent>,
+    /// A [`DrainLeaves`] is on its way.
+    draining: bool,
 }
 
 impl Supervisor {
@@ -71,52 +98,93 @@ impl Supervisor {
         ids.into_iter().flatten().map(|id| self.member(*id)).collect()
     }
 
-    /// Sends `message` to the members of `room` except `except`; answers how many took it.
+    /// Sends `message` to the members of `room` except `except`, through the room's fan-out;
+    /// answers how many sessions it was handed to.
     fn deliver_to_room(&mut self, room: &str, message: &Outgoing, except: Option<SessionId>) -> usize {
         let Some(ids) = self.rooms.members.get(room) else {
             return 0;
         };
-        let targets: Vec<SessionId> = ids.iter().copied().filter(|id| Some(*id) != except).collect();
-        targets
-            .into_iter()
-            .filter(|id| self.deliver(*id, message).is_ok())
-            .count()
+        let sessions = &self.sessions;
+        let fanout = self
+            .rooms
+            .fanouts
+            .entry(room.to_owned())
+            .or_insert_with(|| Arc::new(Fanout::of(ids, sessions)));
+        fanout.clone().deliver(message, except, &self.metrics)
     }
 
-    fn announce(&mut self, room: &str, change: PresenceChange, id: SessionId) {
+    /// Tells the room's members about a join or leave, if a listener is set.
+    fn announce(&mut self, event: &PresenceEvent) {
         let Some(listener) = self.rooms.listener.clone() else {
             return;
         };
-        let event = PresenceEvent {
-            room: room.to_owned(),
-            change,
-            member: self.member(id),
-            members: self.members(room),
-        };
-        if let Some(message) = listener(&event) {
-            self.deliver_to_room(room, &Outgoing::new(message), None);
+        if let Some(message) = listener(event) {
+            self.deliver_to_room(&event.room, &Outgoing::new(message), None);
         }
     }
 
+    /// Takes `id` out of `room`'s member set; answers whether it was in it.
+    fn remove_member(&mut self, id: SessionId, room: &str) -> bool {
+        let Some(ids) = self.rooms.members.get_mut(room) else {
+            return false;
+        };
+        let was_member = ids.remove(&id);
+        if ids.is_empty() {
+            self.rooms.members.remove(room);
+        }
+        self.rooms.fanouts.remove(room);
+        was_member
+    }
+
     fn leave_room(&mut self, id: SessionId, room: &str) -> bool {
-        let was_member = self.rooms.members.get_mut(room).is_some_and(|ids| ids.remove(&id));
+        let member = self.member(id);
         if let Some(session) = self.sessions.get_mut(&id) {
             session.rooms.remove(room);
         }
-        if self.rooms.members.get(room).is_some_and(BTreeSet::is_empty) {
-            self.rooms.members.remove(room);
-        }
+        let was_member = self.remove_member(id, room);
         if was_member {
-            self.announce(room, PresenceChange::Left, id);
+            self.announce(&PresenceEvent {
+                room: room.to_owned(),
+                change: PresenceChange::Left,
+                member,
+            });
         }
         was_member
     }
 
-    /// Takes a disconnecting session out of every room, announcing each leave.
-    pub(crate) fn leave_all_rooms(&mut self, id: SessionId) {
-        let rooms = self.sessions.get(&id).map(|s| s.rooms.clone()).unwrap_or_default();
+    /// Takes a disconnecting session out of every room at once; the leaves are announced
+    /// [`LEAVE_SLICE`] at a time.
+    pub(crate) fn leave_all_rooms(&mut self, id: SessionId, ctx: &mut Context<Self>) {
+        let member = self.member(id);
+        let rooms = self
+            .sessions
+            .get_mut(&id)
+            .map(|s| std::mem::take(&mut s.rooms))
+            .unwrap_or_default();
         for room in rooms {
-            self.leave_room(id, &room);
+            if self.remove_member(id, &room) && self.rooms.listener.is_some() {
+                self.rooms.pending_leaves.push_back(PresenceEvent {
+                    room,
+                    change: PresenceChange::Left,
+                    member: member.clone(),
+                });
+            }
+        }
+        self.drain_leaves(ctx);
+    }
+
+    /// Announces up to [`LEAVE_SLICE`] pending leaves, and asks to be called again for the rest
+    /// after the messages waiting in the mailbox.
+    fn drain_leaves(&mut self, ctx: &mut Context<Self>) {
+        for _ in 0..LEAVE_SLICE {
+            let Some(event) = self.rooms.pending_leaves.pop_front() else {
+                return;
+            };
+            self.announce(&event);
+        }
+        if !self.rooms.pending_leaves.is_empty() && !self.rooms.draining {
+            self.rooms.draining = true;
+            ctx.notify(DrainLeaves);
         }
     }
 
@@ -134,6 +202,19 @@ impl Supervisor {
     }
 }
 
+/// Announces the next slice of pending leaves.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+struct DrainLeaves;
+
+impl Handler<DrainLeaves> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: DrainLeaves, ctx: &mut Context<Self>) {
+        self.rooms.draining = false;
+        self.drain_leaves(ctx);
+    }
+}
+
 /// Puts a session in a room; answers the members after it joined.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Result<Vec<Member>, HubError>")]
@@ -148,11 +229,30 @@ impl Handler<Join> for Supervisor {
     type Result = Result<Vec<Member>, HubError>;
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
         let session = self.sessions.get_mut(&msg.id).ok_or(HubError::NoSuchSession(msg.id))?;
-        if session.rooms.insert(msg.room.clone()) {
-            self.rooms.members.entry(msg.room.clone()).or_default().insert(msg.id);
-            self.announce(&msg.room, PresenceChange::Joined, msg.id);
+        if session.rooms.contains(&msg.room) {
+            return Ok(self.members(&msg.room));
         }
-        Ok(self.members(&msg.room))
+        if session.rooms.len() >= session.max_rooms {
+            return Err(HubError::TooManyRooms {
+                id: msg.id,
+                max: session.max_rooms,
+            });
+        }
+        session.rooms.insert(msg.room.clone());
+        self.rooms.members.entry(msg.room.clone()).or_default().insert(msg.id);
+        self.rooms.fanouts.remove(&msg.room);
+        let members = self.members(&msg.room);
+        // The state goes straight to the joiner, ahead of any diff announced after this join.
+        if let Some(state) = self.rooms.state_listener.clone().and_then(|l| l(&msg.room, &members)) {
+            let _ = self.deliver(msg.id, &Outgoing::new(state));
+        }
+        let event = PresenceEvent {
+            room: msg.room,
+            change: PresenceChange::Joined,
+            member: self.member(msg.id),
+        };
+        self.announce(&event);
+        Ok(members)
     }
 }
 
@@ -173,7 +273,8 @@ impl Handler<Leave> for Supervisor {
     }
 }
 
-/// Delivers to every member of a room, optionally except one; answers how many took it.
+/// Delivers to every member of a room, optionally except one; answers how many sessions it was
+/// handed to.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
 pub struct BroadcastRoom {
@@ -256,20 +357,34 @@ impl Handler<SendToUser> for Supervisor {
     }
 }
 
-/// Sets (or with `None` removes) the presence listener.
+/// Sets the presence listeners given (`None` leaves one as it is): the diff listener for every
+/// join and leave, and the state listener for the session that joins.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct SetPresenceListener(pub Option<PresenceListener>);
+pub struct SetPresenceListener {
+    /// The diff listener.
+    pub diff: Option<PresenceListener>,
+    /// The state listener.
+    pub state: Option<PresenceStateListener>,
+}
 
 impl std::fmt::Debug for SetPresenceListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SetPresenceListener").field(&self.0.is_some()).finish()
+        f.debug_struct("SetPresenceListener")
+            .field("diff", &self.diff.is_some())
+            .field("state", &self.state.is_some())
+            .finish()
     }
 }
 
 impl Handler<SetPresenceListener> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: SetPresenceListener, _: &mut Context<Self>) {
-        self.rooms.listener = msg.0;
+        if let Some(diff) = msg.diff {
+            self.rooms.listener = Some(diff);
+        }
+        if let Some(state) = msg.state {
+            self.rooms.state_listener = Some(state);
+        }
     }
 }

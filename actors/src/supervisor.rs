@@ -4,9 +4,12 @@
 //! when their connection starts and leave it when the connection stops, whatever the reason, so a
 //! delivery never targets a session that is known to be gone; one that races with a disconnect is
 //! dropped and counted, never a panic.
+//!
+//! Every way in is bounded: its mailbox holds [`MAILBOX_CAPACITY`] messages (the hub's `try_`
+//! methods are refused past it and its async methods wait), and the one message that bypasses
+//! the bound, [`Disconnect`], is sent at most once per registered session.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message as ActixMessage, MessageResult};
@@ -14,15 +17,24 @@ use actix::{Actor, Context, Handler, Message as ActixMessage, MessageResult};
 use crate::error::HubError;
 use crate::fanout::{Fanout, Home};
 use crate::message::Outgoing;
+use crate::metrics::{DropReason, Metrics};
 use crate::session::{SessionId, SessionSink};
+
+/// The supervisor's mailbox capacity. actix's default (16) refused upgrades during a burst of
+/// reconnects; this is enough for thousands of connections arriving together, and still a bound
+/// on what callers can pile up while the supervisor is busy.
+pub const MAILBOX_CAPACITY: usize = 4096;
+
+/// The default of [`Connect::max_rooms`]: rooms one session may be in at once.
+pub const DEFAULT_MAX_ROOMS: usize = 100;
 
 /// The registry actor. Start it with [`Hub::start`](crate::Hub::start).
 #[derive(Default)]
 pub struct Supervisor {
     pub(crate) routes: HashMap<String, BTreeSet<SessionId>>,
     pub(crate) sessions: HashMap<SessionId, Session>,
-    /// Deliveries refused by their session, counted here and by fan-out tasks on other threads.
-    pub(crate) undelivered: Arc<AtomicU64>,
+    /// The hub's counters: deliveries refused by their session are counted there, by reason.
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) rooms: crate::rooms::Rooms,
     /// Each route's sessions grouped by thread, built on the first broadcast after a change.
     fanouts: HashMap<String, Arc<Fanout>>,
@@ -30,10 +42,12 @@ pub struct Supervisor {
 
 pub(crate) struct Session {
     route: String,
-    home: Option<Home>,
+    pub(crate) home: Option<Home>,
     pub(crate) sink: Arc<dyn SessionSink>,
     /// The rooms it is in.
     pub(crate) rooms: BTreeSet<String>,
+    /// The most rooms it may be in at once.
+    pub(crate) max_rooms: usize,
     /// The user name or key the app gave it.
     pub(crate) user: Option<String>,
 }
@@ -43,20 +57,31 @@ impl std::fmt::Debug for Supervisor {
         f.debug_struct("Supervisor")
             .field("routes", &self.routes.len())
             .field("sessions", &self.sessions.len())
-            .field("undelivered", &self.undelivered)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
 }
 
 impl Supervisor {
+    /// A supervisor counting into `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Supervisor {
+        Supervisor {
+            metrics,
+            ..Supervisor::default()
+        }
+    }
+
     pub(crate) fn deliver(&mut self, id: SessionId, message: &Outgoing) -> Result<(), HubError> {
         let session = self.sessions.get(&id).ok_or(HubError::NoSuchSession(id))?;
         session.sink.deliver(message).map_err(|reason| {
-            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            self.metrics.undelivered(reason.into(), 1);
             log::debug!("message to session {id} dropped: {reason}");
             HubError::Undelivered(id, reason)
         })
@@ -87,6 +112,8 @@ pub struct Connect {
     pub sink: Arc<dyn SessionSink>,
     /// The thread its connection runs on, so broadcasts can be fanned out per thread.
     pub home: Option<Home>,
+    /// The most rooms it may be in at once.
+    pub max_rooms: usize,
 }
 
 impl std::fmt::Debug for Connect {
@@ -109,6 +136,7 @@ impl Handler<Connect> for Supervisor {
             home: msg.home,
             sink: msg.sink,
             rooms: BTreeSet::new(),
+            max_rooms: msg.max_rooms,
             user: None,
         };
         self.sessions.insert(msg.id, session);
@@ -116,14 +144,17 @@ impl Handler<Connect> for Supervisor {
 }
 
 /// A session leaves, whatever ended it.
+///
+/// It leaves every room at once; the announcements of those leaves go out in slices, so that a
+/// session in many rooms does not hold up everyone else's messages (`rooms.rs`).
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]
 pub struct Disconnect(pub SessionId);
 
 impl Handler<Disconnect> for Supervisor {
     type Result = ();
-    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        self.leave_all_rooms(msg.0);
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.leave_all_rooms(msg.0, ctx);
         self.forget_user(msg.0);
         if let Some(session) = self.sessions.remove(&msg.0) {
             self.fanouts.remove(&session.route);
@@ -136,7 +167,7 @@ impl Handler<Disconnect> for Supervisor {
 }
 
 /// Delivers a message to every session of a route, optionally except one. Answers how many
-/// sessions it reached.
+/// sessions it was handed to.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
 pub struct Broadcast {
@@ -155,13 +186,11 @@ impl Handler<Broadcast> for Supervisor {
             return 0;
         };
         let sessions = &self.sessions;
-        let fanout = self.fanouts.entry(msg.route).or_insert_with(|| {
-            let members = members
-                .iter()
-                .filter_map(|id| sessions.get(id).map(|s| (*id, s.home.as_ref(), &s.sink)));
-            Arc::new(Fanout::new(members))
-        });
-        fanout.deliver(&msg.message, msg.except, &self.undelivered)
+        let fanout = self
+            .fanouts
+            .entry(msg.route)
+            .or_insert_with(|| Arc::new(Fanout::of(members, sessions)));
+        fanout.deliver(&msg.message, msg.except, &self.metrics)
     }
 }
 
@@ -213,18 +242,6 @@ impl Handler<Routes> for Supervisor {
     }
 }
 
-/// How many deliveries were dropped because the session could take no more.
-#[derive(Debug, ActixMessage)]
-#[rtype(result = "u64")]
-pub struct UndeliveredCount;
-
-impl Handler<UndeliveredCount> for Supervisor {
-    type Result = u64;
-    fn handle(&mut self, _: UndeliveredCount, _: &mut Context<Self>) -> u64 {
-        self.undelivered.load(Ordering::Relaxed)
-    }
-}
-
 /// Closes every session with a code and reason; answers how many there were.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
@@ -242,6 +259,15 @@ impl Handler<CloseAll> for Supervisor {
             .values()
             .for_each(|session| session.sink.close(msg.code, &msg.reason));
         self.sessions.len()
+    }
+}
+
+impl From<crate::session::Undelivered> for DropReason {
+    fn from(reason: crate::session::Undelivered) -> Self {
+        match reason {
+            crate::session::Undelivered::Closed => DropReason::Closed,
+            crate::session::Undelivered::QueueFull => DropReason::QueueFull,
+        }
     }
 }
 
@@ -276,7 +302,7 @@ mod tests {
 
     fn join(hub: &Hub, route: &str, sink: &Arc<Recorder>) -> SessionId {
         let id = SessionId::next();
-        hub.connect(id, route, sink.clone());
+        hub.connect(id, route, sink.clone()).unwrap();
         id
     }
 
@@ -378,25 +404,23 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn presence_events_go_to_the_room_on_join_leave_and_disconnect() {
+    async fn the_joiner_gets_the_state_and_every_member_gets_diffs() {
         use crate::rooms::PresenceChange;
         let hub = Hub::start();
         hub.on_presence(|event| {
-            let names: Vec<String> = event
-                .members
-                .iter()
-                .map(|m| m.user.clone().unwrap_or_default())
-                .collect();
             let verb = if event.change == PresenceChange::Joined {
                 "joined"
             } else {
                 "left"
             };
             Some(Message::from(format!(
-                "{} {verb}: {}",
-                event.member.user.clone().unwrap_or_default(),
-                names.join(",")
+                "{} {verb}",
+                event.member.user.clone().unwrap_or_default()
             )))
+        });
+        hub.on_presence_state(|room, members| {
+            let names: Vec<String> = members.iter().map(|m| m.user.clone().unwrap_or_default()).collect();
+            Some(Message::from(format!("{room}: {}", names.join(","))))
         });
         let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
         let (a_id, b_id) = (join(&hub, "/chat", &a), join(&hub, "/chat", &b));
@@ -411,15 +435,78 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                Message::from("ann joined: ann"),
-                Message::from("bob joined: ann,bob"),
-                Message::from("bob left: ann")
+                Message::from("r: ann"),
+                Message::from("ann joined"),
+                Message::from("bob joined"),
+                Message::from("bob left")
             ]
+        );
+        assert_eq!(
+            b.got.lock().clone(),
+            vec![Message::from("r: ann,bob"), Message::from("bob joined")],
+            "bob's state lists both, then its own join's diff"
         );
         // bob's name is free again once bob is gone.
         let c = Arc::new(Recorder::default());
         let c_id = join(&hub, "/chat", &c);
         assert_eq!(hub.claim_user(c_id, "bob").await, Ok(true));
+    }
+
+    #[actix_rt::test]
+    async fn a_session_is_in_at_most_its_cap_of_rooms() {
+        let hub = Hub::start();
+        let sink = Arc::new(Recorder::default());
+        let id = SessionId::next();
+        hub.connect_with(id, "/chat", sink, 3).unwrap();
+        for room in ["a", "b", "c"] {
+            hub.join(id, room).await.unwrap();
+        }
+        assert_eq!(
+            hub.join(id, "a").await.map(|m| m.len()),
+            Ok(1),
+            "rejoining is not a new room"
+        );
+        assert_eq!(hub.join(id, "d").await, Err(HubError::TooManyRooms { id, max: 3 }));
+        assert_eq!(hub.leave(id, "a").await, Ok(true));
+        assert!(hub.join(id, "d").await.is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn the_leaves_of_a_disconnect_are_announced_in_slices_with_other_messages_between() {
+        use crate::rooms::LEAVE_SLICE;
+        let hub = Hub::start();
+        hub.on_presence(|event| Some(Message::from(format!("left {}", event.room))));
+        let rooms = 3 * LEAVE_SLICE + 1;
+        let leaver = SessionId::next();
+        hub.connect_with(leaver, "/chat", Arc::new(Recorder::default()), rooms)
+            .unwrap();
+        let watcher = Arc::new(Recorder::default());
+        let watcher_id = join(&hub, "/chat", &watcher);
+        for room in 0..rooms {
+            hub.join(leaver, &room.to_string()).await.unwrap();
+            hub.join(watcher_id, &room.to_string()).await.unwrap();
+        }
+        watcher.got.lock().clear();
+        hub.disconnect(leaver);
+        // Sent right after the disconnect: handled before the last slices of its leaves.
+        hub.send_to(watcher_id, "between").await.unwrap();
+        let _ = hub.members("0").await;
+        // Every leave is announced in the end, in room order.
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got = watcher.got.lock().clone();
+            if got.len() == rooms + 1 {
+                break;
+            }
+            let _ = hub.members("0").await;
+        }
+        assert_eq!(got.len(), rooms + 1, "{got:?}");
+        let at = got.iter().position(|m| *m == Message::from("between")).unwrap();
+        assert!(
+            at >= LEAVE_SLICE && at < rooms,
+            "the direct message came at {at} of {}",
+            got.len()
+        );
     }
 
     #[actix_rt::test]

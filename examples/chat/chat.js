@@ -29,6 +29,17 @@ function addLine(text, from) {
   li.scrollIntoView({ block: "end" });
 }
 
+// Who is present in the current room: the state on joining, then a diff on each join and leave.
+const present = new Set();
+
+function showMembers() {
+  $("members").replaceChildren(...[...present].sort().map((name) => {
+    const li = document.createElement("li");
+    li.textContent = name;
+    return li;
+  }));
+}
+
 function send(message) {
   if (socket && socket.readyState === WebSocket.OPEN) {
     socket.send(JSON.stringify(message));
@@ -52,11 +63,15 @@ function connect() {
     if (message.type === "message") {
       addLine(message.text, message.from);
     } else if (message.type === "presence") {
-      $("members").replaceChildren(...message.members.map((name) => {
-        const li = document.createElement("li");
-        li.textContent = name;
-        return li;
-      }));
+      if (!joined || message.room !== joined.room) return;
+      present.clear();
+      message.members.forEach((name) => present.add(name));
+      showMembers();
+    } else if (message.type === "presence_diff") {
+      if (!joined || message.room !== joined.room) return;
+      message.joins.forEach((name) => present.add(name));
+      message.leaves.forEach((name) => present.delete(name));
+      showMembers();
     } else if (message.type === "error") {
       $("error").textContent = message.message;
     }
@@ -78,6 +93,8 @@ $("join").addEventListener("submit", (event) => {
   if (joined && joined.room !== room) send({ type: "leave", room: joined.room });
   if (send({ type: "join", room, name })) {
     joined = { name, room };
+    present.clear();
+    showMembers();
     $("error").textContent = "";
     $("room-title").textContent = `#${room}`;
     $("messages").replaceChildren();

@@ -15,6 +15,16 @@ pub enum ConnectError {
         /// What is wrong with it.
         why: String,
     },
+    /// A header given to [`ClientBuilder::header`](crate::ClientBuilder::header) cannot be sent:
+    /// its name is not an HTTP token, or its value holds CR, LF or NUL (which would let it add
+    /// headers of its own). Nothing was sent; fix the header.
+    #[error("invalid request header {name:?}: {why}")]
+    InvalidHeader {
+        /// The header's name, as given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// The host name did not resolve. Check the name; retrying helps only if DNS was down.
     #[error("cannot resolve {host}: {source}")]
     Dns {

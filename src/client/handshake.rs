@@ -23,6 +23,27 @@ pub(crate) fn new_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Checks a header given to the builder before anything is sent: a name that is an HTTP token
+/// (RFC 9110 §5.6.2), and a value without CR, LF or NUL, so that no header can smuggle another.
+///
+/// # Errors
+///
+/// [`ConnectError::InvalidHeader`] saying which rule it breaks.
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), ConnectError> {
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    let why = if name.is_empty() || !name.bytes().all(token) {
+        "the name is not an HTTP token"
+    } else if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        "the value holds CR, LF or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(ConnectError::InvalidHeader {
+        name: name.to_owned(),
+        why,
+    })
+}
+
 /// The upgrade request's bytes.
 pub(crate) fn request(url: &WsUrl, key: &str, protocols: &[String], headers: &[(String, String)]) -> Vec<u8> {
     let mut out = format!(

@@ -92,7 +92,9 @@ impl WebSocket {
 }
 
 impl ClientBuilder {
-    /// Adds a request header (e.g. `Authorization`).
+    /// Adds a request header (e.g. `Authorization`). A name that is not an HTTP token or a value
+    /// with CR, LF or NUL makes [`connect`](Self::connect) fail with
+    /// [`ConnectError::InvalidHeader`] before anything is sent.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -189,6 +191,9 @@ impl ClientBuilder {
     /// One connection attempt: transport, handshake, then the actor.
     async fn open(&self) -> Result<WebSocket, ConnectError> {
         let url = url::WsUrl::parse(&self.url)?;
+        for (name, value) in &self.headers {
+            handshake::check_header(name, value)?;
+        }
         let mut stream = transport::open(&url, self.tls.clone(), self.connect_timeout).await?;
         let upgrade = transport::upgrade(&mut stream, &url, &self.protocols, &self.headers);
         let (agreed, leftover) = tokio::time::timeout(self.handshake_timeout, upgrade)
@@ -205,8 +210,11 @@ impl ClientBuilder {
             on_connect(&ws);
         }
         let (read, write) = tokio::io::split(stream);
-        actix_rt::spawn(crate::writer::write_frames(write, OutboundStream(pending.outbound())));
-        pending.run(transport::reader(read, leftover), None, Box::new(()));
+        let (shared, timeout) = (ws.shared.clone(), self.config.write_timeout);
+        let on_timeout = move || shared.write_timed_out(timeout.unwrap_or_default());
+        let writer = crate::writer::write_frames(write, OutboundStream(pending.outbound()), timeout, on_timeout);
+        actix_rt::spawn(writer);
+        pending.run(transport::reader(read, leftover), None, Box::new(()), None);
         log::debug!("client session {} connected to {}", ws.id(), self.url);
         Ok(ws)
     }

@@ -174,6 +174,15 @@ mod tests {
     }
 
     #[test]
+    fn close_code_errors_print_the_code_as_a_number() {
+        assert_eq!(
+            ProtocolError::InvalidCloseCode(Some(1004)).to_string(),
+            "invalid close code 1004"
+        );
+        assert!(ProtocolError::InvalidCloseCode(None).to_string().contains("1 byte"));
+    }
+
+    #[test]
     fn rejects_reason_that_is_not_utf8() {
         assert_eq!(CloseFrame::parse(&[0x03, 0xE8, 0xFF]), Err(ProtocolError::InvalidUtf8));
     }

@@ -78,7 +78,7 @@ pub enum ProtocolError {
     #[error("text is not valid UTF-8")]
     InvalidUtf8,
     /// A close frame with a 1-byte payload (`None`) or a code not allowed on the wire (1002).
-    #[error("invalid close code {0:?}")]
+    #[error("{}", invalid_close_code(*.0))]
     InvalidCloseCode(Option<u16>),
     /// A frame longer than the configured maximum frame size (1009).
     #[error("frame of {size} bytes is over the {max}-byte limit")]
@@ -96,6 +96,14 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
+}
+
+/// The text of [`ProtocolError::InvalidCloseCode`]: the code as a number.
+fn invalid_close_code(code: Option<u16>) -> String {
+    match code {
+        Some(code) => format!("invalid close code {code}"),
+        None => "a close payload of 1 byte (a close code takes 2)".to_owned(),
+    }
 }
 
 impl ProtocolError {

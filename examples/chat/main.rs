@@ -1,0 +1,160 @@
+//! A chat server with its web page: rooms, presence, and messages, over JSON text messages.
+//!
+//! Run it, then open http://127.0.0.1:8080/ in two browser windows:
+//!
+//! ```text
+//! cargo run --release --example chat -- --addr 127.0.0.1:8080
+//! ```
+//!
+//! The page (plain HTML, CSS and JavaScript in `examples/chat/`, no build step) is served at `/`
+//! and the WebSocket at `/chat`. The protocol, JSON text messages:
+//!
+//! - client to server: `{"type":"join","room":R,"name":N}`, `{"type":"message","room":R,"text":T}`,
+//!   `{"type":"leave","room":R}`;
+//! - server to client: `{"type":"message","room":R,"from":N,"text":T}` (the sender gets its own
+//!   too); `{"type":"presence","room":R,"members":[N,...]}` once, to the one who joins, then
+//!   `{"type":"presence_diff","room":R,"joins":[N],"leaves":[N]}` to every member on each join
+//!   and leave; `{"type":"error","message":M}` for anything refused.
+//!
+//! Only pages served from the same host may open the WebSocket (`--allowed-origin` adds others),
+//! so another site cannot chat in a visitor's name. Names are unique whatever their case or
+//! Unicode form (`names.rs`), and each connection may change rooms only so often.
+
+mod names;
+mod session;
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, App, HttpRequest, HttpResponse};
+use clap::Parser;
+use switchboard::{Config, HandshakeRejection, Hub, Member, Message, PresenceChange, PresenceEvent, Server, WebSocket};
+use tokio::sync::mpsc;
+
+use names::Names;
+use session::{reply_error, Incoming, Outgoing, Session};
+
+/// A WebSocket message above this is refused with 1009 before it is parsed: a chat message
+/// with JSON around it is far smaller.
+const MAX_FRAME: usize = 16 << 10;
+/// Messages from one connection waiting to be handled; past it the sender is told to slow down.
+const INBOX: usize = 64;
+/// Rooms one connection may be in at once: a person follows a few.
+const MAX_ROOMS: usize = 10;
+/// How long shutdown waits for the close handshakes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(about = "switchboard chat server")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// An origin, besides the server's own host, whose pages may connect (for example
+    /// `https://chat.example`); repeat it for more.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let hub = Hub::start();
+    hub.on_presence(presence_diff);
+    hub.on_presence_state(presence_state);
+    let (app_hub, names, origins) = (hub.clone(), Names::default(), args.allowed_origins.clone());
+    let server = Server::new(move || {
+        let mut config = Config::default();
+        config.max_message_size = MAX_FRAME;
+        config.max_frame_size = MAX_FRAME;
+        config.max_rooms = MAX_ROOMS;
+        let (hub, names, origins) = (app_hub.clone(), names.clone(), origins.clone());
+        App::new()
+            .route(
+                "/",
+                web::get().to(|| async { asset("text/html; charset=utf-8", include_str!("index.html")) }),
+            )
+            .route(
+                "/chat.js",
+                web::get().to(|| async { asset("text/javascript", include_str!("chat.js")) }),
+            )
+            .route(
+                "/chat.css",
+                web::get().to(|| async { asset("text/css", include_str!("chat.css")) }),
+            )
+            .service(
+                switchboard::websocket("/chat", move |_, ws| chat(&hub, &names, ws))
+                    .config(config)
+                    .should_upgrade(move |req| same_host_or(req, &origins))
+                    .hub(&app_hub),
+            )
+    })
+    .disable_signals()
+    .bind(&args.addr)?;
+    for addr in server.addrs() {
+        log::info!("listening on {addr}: open http://{addr}/");
+    }
+    let server = server.run();
+    switchboard::shutdown::on_signal(hub, server.handle(), SHUTDOWN_GRACE);
+    server.await
+}
+
+fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok().content_type(content_type).body(body)
+}
+
+/// Accepts a handshake from a page of this server's own host (its `Origin` names the `Host` it
+/// connects to), from one of `allowed`, or from a client that is not a browser (no `Origin`:
+/// cross-site WebSocket hijacking needs a browser, which always sends one).
+fn same_host_or(req: &HttpRequest, allowed: &[String]) -> Result<HeaderMap, HandshakeRejection> {
+    let headers = req.headers();
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(HeaderMap::new());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    let same_host = !host.is_empty() && authority.eq_ignore_ascii_case(host);
+    if same_host || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return Ok(HeaderMap::new());
+    }
+    Err(HandshakeRejection::OriginNotAllowed)
+}
+
+/// A member's name, as the chat shows it.
+fn name(member: &Member) -> &str {
+    member.user.as_deref().unwrap_or("?")
+}
+
+/// The room's members, for the one who just joined.
+fn presence_state(room: &str, members: &[Member]) -> Option<Message> {
+    let members = members.iter().filter(|m| m.user.is_some()).map(name).collect();
+    Some(Outgoing::Presence { room, members }.to_message())
+}
+
+/// One join or leave, for every member.
+fn presence_diff(event: &PresenceEvent) -> Option<Message> {
+    let who = vec![name(&event.member)];
+    let (joins, leaves) = match event.change {
+        PresenceChange::Joined => (who, Vec::new()),
+        PresenceChange::Left => (Vec::new(), who),
+    };
+    let room = &event.room;
+    Some(Outgoing::PresenceDiff { room, joins, leaves }.to_message())
+}
+
+/// A new connection: its messages are parsed here and handled in order by its own task.
+fn chat(hub: &Hub, names: &Names, ws: WebSocket) {
+    let (tx, rx) = mpsc::channel(INBOX);
+    ws.on_json(move |ws, parsed: Result<Incoming, serde_json::Error>| {
+        let item = parsed.map_err(|e| format!("malformed message: {e}"));
+        if tx.try_send(item).is_err() {
+            reply_error(ws, "too many messages at once; slow down");
+        }
+    });
+    actix_web::rt::spawn(Session::new(ws, hub.clone(), names.clone()).run(rx));
+}
