@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, StreamHandler};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, StreamHandler};
 use futures_util::Stream;
 use switchboard_actors::{Hub, Metrics};
 
@@ -15,6 +15,7 @@ use crate::outbound::{FrameKind, Outbound};
 use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, Input, OpCode, ProtocolError, Role};
 use crate::raw_socket::RawSocket;
 use crate::socket::{Control, Shared, WebSocket};
+use crate::timers::{Due, Timers};
 
 /// A connection whose socket handle exists (so a handler can register callbacks on it) but
 /// whose actor has not started reading yet.
@@ -82,13 +83,11 @@ impl Pending {
         let actor = Connection {
             ws: self.ws,
             decoder,
+            timers: Timers::new(&self.config, Instant::now(), dispatched.is_some()),
             config: self.config,
             hub,
-            last_answer: Instant::now(),
-            last_message: Instant::now(),
-            pings: 0,
             failed: false,
-            close_deadline: None,
+            timer: None,
             dispatched,
             writes: WriteWatch::default(),
             _guard: guard,
@@ -103,16 +102,11 @@ pub(crate) struct Connection {
     decoder: Decoder,
     config: Arc<Config>,
     hub: Option<Hub>,
-    /// When the peer last answered one of our keepalive pings: proof that it reads what we send.
-    last_answer: Instant,
-    /// When the peer last sent a text or binary message: the idle timeout's clock.
-    last_message: Instant,
-    /// Keepalive pings sent; each carries its number, which the peer's pong must echo.
-    pings: u64,
+    timers: Timers,
     /// A protocol error or a panic failed the connection: ignore what the peer sends now.
     failed: bool,
-    /// When a closing connection's socket must be gone: set by the first close or failure.
-    close_deadline: Option<Instant>,
+    /// The actix timer armed for the next deadline, and when it fires.
+    timer: Option<(SpawnHandle, Instant)>,
     /// On the `HttpServer` transport: the socket, if `on_connect` kept it, to shut down.
     dispatched: Option<RawSocket>,
     writes: WriteWatch,
@@ -128,40 +122,23 @@ struct WriteWatch {
     stalled_since: Option<Instant>,
 }
 
-/// How many times per write timeout the `HttpServer` transport looks whether its queue moved:
-/// it notices a stall within a quarter of the timeout after it passes.
-const WRITE_CHECKS_PER_TIMEOUT: u32 = 4;
-
 impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("session {} open", self.ws.id());
         self.ws.shared.metrics.connection_opened();
-        if let Some(interval) = self.config.ping_interval {
-            ctx.run_interval(interval, |act, ctx| {
-                act.decoder.release_spent_input();
-                act.send_keepalive_ping(ctx);
-            });
-        }
-        if let Some(idle) = self.config.idle_timeout {
-            self.check_idle_after(idle, ctx);
-        }
-        if let (Some(_), Some(timeout)) = (&self.dispatched, self.config.write_timeout) {
-            ctx.run_interval(timeout / WRITE_CHECKS_PER_TIMEOUT, move |act, ctx| {
-                act.check_writes(timeout, ctx);
-            });
-        }
+        self.arm_timer(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         let shared = &self.ws.shared;
         shared.set_closed(CloseFrame::new(CloseCode::ABNORMAL, "connection lost"));
         shared.outbound.finish();
-        let now = Instant::now();
-        let left = self.close_deadline.map_or(self.config.close_timeout, |deadline| {
-            deadline.saturating_duration_since(now)
-        });
+        let left = self
+            .timers
+            .close_left(Instant::now())
+            .unwrap_or(self.config.close_timeout);
         abort_after(shared.outbound.clone(), left, self.dispatched.clone());
         if let Some(hub) = &self.hub {
             hub.disconnect(shared.id);
@@ -202,19 +179,8 @@ impl Handler<Control> for Connection {
             Control::Violation(frame) => self.fail(frame, ctx),
             Control::WriteTimeout => ctx.stop(),
             Control::CloseSent => {
-                self.start_close_timer();
-                ctx.run_later(self.config.close_timeout, |act, ctx| {
-                    let sent = act.ws.shared.sent_close.lock().clone();
-                    log::debug!(
-                        "session {}: no close answer in {:?}",
-                        act.ws.id(),
-                        act.config.close_timeout
-                    );
-                    act.ws
-                        .shared
-                        .set_closed(sent.unwrap_or_else(|| CloseFrame::new(CloseCode::ABNORMAL, "")));
-                    ctx.stop();
-                });
+                self.timers.closing(Instant::now());
+                self.arm_timer(ctx);
             }
         }
     }
@@ -225,6 +191,12 @@ impl Connection {
         if self.failed {
             return;
         }
+        // A flooding peer keeps this actor so busy that its timer may not fire: the clocks are
+        // read here too, once per chunk.
+        if self.run_due(ctx) {
+            return;
+        }
+        self.arm_timer(ctx);
         self.decoder.feed_input(bytes);
         loop {
             match self.decoder.next_event() {
@@ -249,13 +221,13 @@ impl Connection {
         let shared = &self.ws.shared;
         match event {
             Event::Text(text) => {
-                self.last_message = Instant::now();
+                self.timers.message(Instant::now());
                 shared.metrics.message_in(text.len());
                 let callback = shared.callbacks.lock().text.clone();
                 callbacks::call(callback, &self.ws, text)
             }
             Event::Binary(bytes) => {
-                self.last_message = Instant::now();
+                self.timers.message(Instant::now());
                 shared.metrics.message_in(bytes.len());
                 let callback = shared.callbacks.lock().binary.clone();
                 callbacks::call(callback, &self.ws, bytes)
@@ -268,9 +240,7 @@ impl Connection {
                 callbacks::call(callback, &self.ws, payload)
             }
             Event::Pong(payload) => {
-                if answers_keepalive(&payload, self.pings) {
-                    self.last_answer = Instant::now();
-                }
+                self.timers.pong(&payload);
                 let callback = shared.callbacks.lock().pong.clone();
                 callbacks::call(callback, &self.ws, payload)
             }
@@ -302,6 +272,7 @@ impl Connection {
             record.code,
             record.reason
         );
+        self.timers.closing(Instant::now());
         shared.set_closed(record);
         shared.outbound.finish();
         ctx.stop();
@@ -321,7 +292,7 @@ impl Connection {
     /// TCP close, within `close_timeout`.
     fn fail(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
         self.failed = true;
-        self.start_close_timer();
+        self.timers.closing(Instant::now());
         let shared = &self.ws.shared;
         // When a close was already queued, its code stands.
         shared.start_close(frame.clone());
@@ -330,34 +301,78 @@ impl Connection {
         shared.outbound.finish();
         ctx.stop();
     }
+}
 
-    /// Starts the close timer unless it runs already: the socket goes within `close_timeout`.
-    fn start_close_timer(&mut self) {
-        if self.close_deadline.is_none() {
-            self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+impl Connection {
+    /// Handles whatever is due now; answers whether the connection is ending.
+    fn run_due(&mut self, ctx: &mut Context<Self>) -> bool {
+        let now = Instant::now();
+        while let Some(due) = self.timers.due(now) {
+            match due {
+                Due::Ping(n) => self.send_keepalive_ping(n),
+                Due::Idle => {
+                    log::info!(
+                        "session {}: no message for {:?}; closing with 1001",
+                        self.ws.id(),
+                        self.config.idle_timeout
+                    );
+                    self.timers.closing(now);
+                    self.ws
+                        .shared
+                        .start_close(CloseFrame::new(CloseCode::AWAY, "idle timeout"));
+                }
+                Due::WriteCheck => {
+                    if self.write_stalled(now) {
+                        return true;
+                    }
+                }
+                Due::KeepaliveTimeout => {
+                    self.keepalive_timeout(ctx);
+                    return true;
+                }
+                Due::CloseTimeout => {
+                    self.close_timeout(ctx);
+                    return true;
+                }
+            }
         }
+        false
     }
 
-    /// Sends a keepalive ping carrying its number. If it cannot be queued (the queue is full: the
-    /// peer is not reading), the pong timer runs all the same: no answer can come.
-    fn send_keepalive_ping(&mut self, ctx: &mut Context<Self>) {
-        let shared = &self.ws.shared;
-        if shared.is_closing() {
-            return; // the close handshake has its own timer
+    /// Arms the actor's timer for the next deadline, unless it is armed for as early already.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(next) = self.timers.next_deadline() else {
+            return;
+        };
+        if let Some((handle, at)) = self.timer {
+            if at <= next {
+                return;
+            }
+            ctx.cancel_future(handle);
         }
-        self.pings += 1;
-        let frame = shared.encode(OpCode::Ping, &self.pings.to_be_bytes());
-        let _ = shared.outbound.push(frame, FrameKind::Control);
-        let sent_at = Instant::now();
-        ctx.run_later(self.config.pong_timeout, move |act, ctx| {
-            if act.last_answer < sent_at {
-                act.keepalive_timeout(ctx);
+        let after = next.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(after, |act, ctx| {
+            act.timer = None;
+            // The same tick lets a quiet connection's spent read buffer go.
+            act.decoder.release_spent_input();
+            if !act.run_due(ctx) {
+                act.arm_timer(ctx);
             }
         });
+        self.timer = Some((handle, next));
+    }
+
+    /// Sends keepalive ping number `n`. If it cannot be queued (the queue is full: the peer is not
+    /// reading), the pong clock runs all the same: no answer can come.
+    fn send_keepalive_ping(&mut self, n: u64) {
+        let shared = &self.ws.shared;
+        let _ = shared
+            .outbound
+            .push(shared.encode(OpCode::Ping, &n.to_be_bytes()), FrameKind::Control);
     }
 
     fn keepalive_timeout(&mut self, ctx: &mut Context<Self>) {
-        self.start_close_timer();
+        self.timers.closing(Instant::now());
         let shared = &self.ws.shared;
         let reason = format!(
             "keepalive timeout: no answer to a ping within {:?}",
@@ -370,56 +385,48 @@ impl Connection {
         shared.outbound.finish();
         ctx.stop();
     }
-}
 
-impl Connection {
-    /// Checks, `after` from now, whether the peer has sent a message within the idle timeout;
-    /// closes with 1001 if not, else checks again when it could next expire.
-    fn check_idle_after(&mut self, after: std::time::Duration, ctx: &mut Context<Self>) {
-        ctx.run_later(after, |act, ctx| {
-            let Some(idle) = act.config.idle_timeout else { return };
-            let quiet = act.last_message.elapsed();
-            if quiet < idle {
-                return act.check_idle_after(idle - quiet, ctx);
-            }
-            log::info!("session {}: no message for {idle:?}; closing with 1001", act.ws.id());
-            act.ws
-                .shared
-                .start_close(CloseFrame::new(CloseCode::AWAY, "idle timeout"));
-        });
+    /// The close handshake ran out of time: the connection ends with the code of the close we
+    /// sent.
+    fn close_timeout(&mut self, ctx: &mut Context<Self>) {
+        let sent = self.ws.shared.sent_close.lock().clone();
+        log::debug!(
+            "session {}: no close answer in {:?}",
+            self.ws.id(),
+            self.config.close_timeout
+        );
+        self.ws
+            .shared
+            .set_closed(sent.unwrap_or_else(|| CloseFrame::new(CloseCode::ABNORMAL, "")));
+        ctx.stop();
     }
-}
 
-impl Connection {
     /// The write timeout of the `HttpServer` transport: when the queue has had something waiting
-    /// and nothing was taken for `timeout`, actix-web's dispatcher is stuck on a socket the peer
-    /// does not read. Abort, and shut the socket down if `on_connect` kept it.
-    fn check_writes(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
+    /// and nothing was taken for the timeout, actix-web's dispatcher is stuck on a socket the peer
+    /// does not read. Abort, and shut the socket down if `on_connect` kept it. Answers whether it
+    /// did.
+    fn write_stalled(&mut self, now: Instant) -> bool {
+        let Some(timeout) = self.config.write_timeout else {
+            return false;
+        };
         let (taken, waiting) = self.ws.shared.outbound.progress();
-        let now = Instant::now();
         if !waiting || taken != self.writes.taken {
             self.writes = WriteWatch {
                 taken,
                 stalled_since: None,
             };
-            return;
+            return false;
         }
         let since = *self.writes.stalled_since.get_or_insert(now);
-        if now.duration_since(since) >= timeout {
-            self.ws.shared.write_timed_out(timeout);
-            if let Some(socket) = &self.dispatched {
-                socket.shutdown();
-            }
-            ctx.stop();
+        if now.duration_since(since) < timeout {
+            return false;
         }
+        self.ws.shared.write_timed_out(timeout);
+        if let Some(socket) = &self.dispatched {
+            socket.shutdown();
+        }
+        true
     }
-}
-
-/// Whether a pong's payload echoes one of the keepalive pings sent so far (their numbers run
-/// from 1 to `pings`): the peer read that ping. Other pongs (unsolicited ones, answers to the
-/// application's own pings) prove nothing about reading.
-fn answers_keepalive(payload: &[u8], pings: u64) -> bool {
-    <[u8; 8]>::try_from(payload).is_ok_and(|bytes| (1..=pings).contains(&u64::from_be_bytes(bytes)))
 }
 
 /// Drops whatever is still queued after `timeout`, and shuts a dispatched socket down: a peer
@@ -432,19 +439,4 @@ fn abort_after(outbound: Arc<Outbound>, timeout: Duration, socket: Option<RawSoc
             socket.shutdown();
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::answers_keepalive;
-
-    #[test]
-    fn only_a_pong_echoing_a_keepalive_ping_counts_as_an_answer() {
-        assert!(answers_keepalive(&1u64.to_be_bytes(), 1));
-        assert!(answers_keepalive(&3u64.to_be_bytes(), 5), "an older ping's pong");
-        assert!(!answers_keepalive(&6u64.to_be_bytes(), 5), "a ping never sent");
-        assert!(!answers_keepalive(&0u64.to_be_bytes(), 5));
-        assert!(!answers_keepalive(b"", 5), "an unsolicited empty pong");
-        assert!(!answers_keepalive(b"12345678x", 5));
-    }
 }

@@ -74,6 +74,7 @@ mod server;
 pub mod shutdown;
 mod socket;
 mod takeover;
+mod timers;
 mod writer;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};

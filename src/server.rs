@@ -41,6 +41,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::rc::Rc;
+use std::time::Duration;
 
 use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
@@ -57,6 +58,9 @@ use crate::takeover;
 /// for a burst of reconnects.
 const DEFAULT_BACKLOG: u32 = 2048;
 
+/// How long a client may take to send its request head, as actix-web's `HttpServer`.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// An HTTP/1 server for an actix-web `App` whose WebSocket connections own their sockets.
 ///
 /// Built like `actix_web::HttpServer`: [`Server::new`] with the app factory, then
@@ -66,6 +70,7 @@ pub struct Server<F> {
     factory: F,
     builder: ServerBuilder,
     backlog: u32,
+    request_timeout: Duration,
     addrs: Vec<SocketAddr>,
 }
 
@@ -82,6 +87,7 @@ impl<F> Server<F> {
             factory,
             builder: ServerBuilder::default(),
             backlog: DEFAULT_BACKLOG,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             addrs: Vec::new(),
         }
     }
@@ -120,8 +126,16 @@ impl<F> Server<F> {
         self.addrs.clone()
     }
 
-    /// How many connections each worker serves at once; more wait to be accepted.
-    /// Default: 25,000.
+    /// How long a client may take to send its request head (the WebSocket handshake) before it
+    /// is answered 408 and dropped. Default: 5 s. Set it before [`Server::bind`] or
+    /// [`Server::listen`].
+    pub fn client_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How many connections each worker serves at once, WebSockets included for their whole
+    /// life; more wait to be accepted. Default: 25,000.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.builder = self.builder.max_concurrent_connections(max);
         self
@@ -150,9 +164,9 @@ impl<F> Server<F> {
     {
         let addr = listener.local_addr()?;
         self.addrs.push(addr);
-        let factory = self.factory.clone();
+        let (factory, timeout) = (self.factory.clone(), self.request_timeout);
         self.builder = self.builder.listen(format!("switchboard-{addr}"), listener, move || {
-            worker_service::<_, I, S, B>(&factory, addr)
+            worker_service::<_, I, S, B>(&factory, addr, timeout)
         })?;
         Ok(self)
     }
@@ -189,6 +203,7 @@ impl<F> Server<F> {
 fn worker_service<F, I, S, B>(
     factory: &F,
     addr: SocketAddr,
+    request_timeout: Duration,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
     F: Fn() -> I,
@@ -225,6 +240,7 @@ where
     });
     HttpService::build()
         .local_addr(addr)
+        .client_request_timeout(request_timeout)
         .upgrade(upgrade)
         .finish(plain)
         .tcp()

@@ -157,11 +157,6 @@ impl Shared {
         }
     }
 
-    /// Whether a close frame is queued or the connection is gone: nothing else may be sent.
-    pub(crate) fn is_closing(&self) -> bool {
-        self.sent_close.lock().is_some() || self.close_state().is_some()
-    }
-
     /// The writer gave up: the socket accepted nothing for `timeout`. The connection ends as
     /// abnormal (no close frame can reach the peer), counted and logged.
     pub(crate) fn write_timed_out(&self, timeout: std::time::Duration) {

@@ -23,6 +23,31 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// timing assertion.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How a [`TestServer`] is served.
+pub struct Options {
+    /// actix's `client_request_timeout`: the handshake timeout.
+    pub request_timeout: Duration,
+    /// Serve TLS (on `HttpServer`).
+    pub tls: Option<switchboard::rustls::ServerConfig>,
+    /// On `switchboard::Server` rather than `HttpServer`.
+    pub owned: bool,
+    /// `switchboard::Server::max_connections`.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Options {
+    /// Five seconds to handshake, plain TCP, and the transport `SWITCHBOARD_TEST_SERVER` names
+    /// (`owned` for `switchboard::Server`; `.ci/run` runs the tests both ways).
+    fn default() -> Self {
+        Options {
+            request_timeout: Duration::from_secs(5),
+            tls: None,
+            owned: std::env::var("SWITCHBOARD_TEST_SERVER").is_ok_and(|v| v == "owned"),
+            max_connections: None,
+        }
+    }
+}
+
 /// A running server; stopped when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -36,26 +61,33 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        TestServer::start_with(Duration::from_secs(5), configure)
+        TestServer::spawn(Options::default(), configure)
     }
 
-    /// Like [`TestServer::start`], with actix-web's `client_request_timeout` (the handshake
-    /// timeout) set to `request_timeout`.
+    /// Like [`TestServer::start`], with the handshake timeout (actix's `client_request_timeout`)
+    /// set to `request_timeout`.
     pub fn start_with<F>(request_timeout: Duration, configure: F) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        // SWITCHBOARD_TEST_SERVER=owned runs the same tests on switchboard::Server (.ci/run does).
-        let owned = std::env::var("SWITCHBOARD_TEST_SERVER").is_ok_and(|v| v == "owned");
-        TestServer::spawn(request_timeout, None, owned, configure)
+        let options = Options {
+            request_timeout,
+            ..Options::default()
+        };
+        TestServer::spawn(options, configure)
     }
 
-    /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls`.
+    /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls` on actix-web's `HttpServer`.
     pub fn start_tls<F>(tls: switchboard::rustls::ServerConfig, configure: F) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        TestServer::spawn(Duration::from_secs(5), Some(tls), false, configure)
+        let options = Options {
+            tls: Some(tls),
+            owned: false,
+            ..Options::default()
+        };
+        TestServer::spawn(options, configure)
     }
 
     /// Like [`TestServer::start`], on a `switchboard::Server`: WebSocket connections own their
@@ -64,19 +96,19 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        TestServer::spawn(Duration::from_secs(5), None, true, configure)
+        let options = Options {
+            owned: true,
+            ..Options::default()
+        };
+        TestServer::spawn(options, configure)
     }
 
-    fn spawn<F>(
-        request_timeout: Duration,
-        tls: Option<switchboard::rustls::ServerConfig>,
-        owned: bool,
-        configure: F,
-    ) -> TestServer
+    /// Starts a server with every option given.
+    pub fn spawn<F>(options: Options, configure: F) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
-        let _ = env_logger::builder().is_test(true).try_init();
+        let _ = env_logger::builder().is_test(true).format_timestamp_millis().try_init();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -91,20 +123,23 @@ impl TestServer {
                         .app_data(hub.clone())
                         .configure(move |cfg| configure(cfg, &hub))
                 };
-                let server = if owned {
-                    switchboard::Server::new(app)
+                let server = if options.owned {
+                    let mut server = switchboard::Server::new(app)
                         .workers(1)
                         .disable_signals()
-                        .listen(listener)
-                        .expect("listen")
-                        .run()
+                        .client_request_timeout(options.request_timeout);
+                    if let Some(max) = options.max_connections {
+                        server = server.max_connections(max);
+                    }
+                    server.listen(listener).expect("listen").run()
                 } else {
                     let server = HttpServer::new(app)
                         .workers(1)
                         .client_disconnect_timeout(Duration::ZERO)
-                        .client_request_timeout(request_timeout)
+                        .client_request_timeout(options.request_timeout)
+                        .on_connect(switchboard::on_connect)
                         .disable_signals();
-                    let server = match tls {
+                    let server = match options.tls {
                         Some(tls) => server.listen_rustls_0_23(listener, tls),
                         None => server.listen(listener),
                     };
@@ -246,12 +281,18 @@ pub fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
 /// Reads server frames until a close frame and returns its code (None: the connection ended
 /// without one).
 pub async fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
+    read_close(stream).await.map(|(code, _)| code)
+}
+
+/// Reads server frames until a close frame and returns its code and reason (None: the
+/// connection ended without one).
+pub async fn read_close(stream: &mut TcpStream) -> Option<(u16, String)> {
     let mut decoder = switchboard::protocol::Decoder::new(switchboard::protocol::Role::Client, 1 << 26, 1 << 26);
     let mut buf = vec![0u8; 64 << 10];
     loop {
         while let Ok(Some(event)) = decoder.next_event() {
             if let switchboard::protocol::Event::Close(frame) = event {
-                return Some(frame.map_or(1005, |f| f.code.0));
+                return Some(frame.map_or((1005, String::new()), |f| (f.code.0, f.reason)));
             }
         }
         let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))

@@ -1,0 +1,224 @@
+//! A connection's clocks: keepalive, idle, close and write deadlines, as values.
+//!
+//! [`Timers::due`] is asked with the time, and answers what is due. The connection asks on every
+//! chunk it reads as well as when its one timer fires: a peer that floods the connection keeps
+//! its actor busy, and under such a flood actix's timers were seen not to fire for over a second
+//! while the deadlines passed (tests/hostile.rs, the ping flood).
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+/// What is due now, most urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// The close handshake (or a failed connection's last write) ran out of time: drop it.
+    CloseTimeout,
+    /// No answer to a keepalive ping within the pong timeout.
+    KeepaliveTimeout,
+    /// Look whether the queue moved (transports that do not see the socket).
+    WriteCheck,
+    /// No message within the idle timeout: close with 1001.
+    Idle,
+    /// Send keepalive ping number `n` (its payload).
+    Ping(u64),
+}
+
+/// The deadlines of one connection.
+#[derive(Debug)]
+pub(crate) struct Timers {
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    close_timeout: Duration,
+    /// Every how long the queue's progress is checked, on transports that need it.
+    write_check: Option<Duration>,
+    next_ping: Option<Instant>,
+    /// Keepalive pings sent; each carries its number, which the peer's pong must echo.
+    pings: u64,
+    /// Since when a keepalive ping has waited for its answer.
+    unanswered_since: Option<Instant>,
+    last_message: Instant,
+    close_deadline: Option<Instant>,
+    next_write_check: Option<Instant>,
+}
+
+/// How many times per write timeout a transport that does not see the socket looks whether its
+/// queue moved: it notices a stall within a quarter of the timeout after it passes.
+const WRITE_CHECKS_PER_TIMEOUT: u32 = 4;
+
+impl Timers {
+    /// The clocks of a connection opened at `now`; `watch_writes` for transports that cannot
+    /// time their writes themselves.
+    pub(crate) fn new(config: &Config, now: Instant, watch_writes: bool) -> Timers {
+        let write_check = config
+            .write_timeout
+            .filter(|_| watch_writes)
+            .map(|t| t / WRITE_CHECKS_PER_TIMEOUT);
+        Timers {
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            idle_timeout: config.idle_timeout,
+            close_timeout: config.close_timeout,
+            write_check,
+            next_ping: config.ping_interval.map(|i| now + i),
+            pings: 0,
+            unanswered_since: None,
+            last_message: now,
+            close_deadline: None,
+            next_write_check: write_check.map(|c| now + c),
+        }
+    }
+
+    /// A text or binary message arrived: the idle clock starts again.
+    pub(crate) fn message(&mut self, now: Instant) {
+        self.last_message = now;
+    }
+
+    /// A pong arrived. If it echoes one of our keepalive pings (their numbers run from 1 to the
+    /// last sent), the peer read it: the keepalive is answered. Other pongs (unsolicited ones,
+    /// answers to the application's own pings) prove nothing about reading.
+    pub(crate) fn pong(&mut self, payload: &[u8]) {
+        let echoed = <[u8; 8]>::try_from(payload).map(u64::from_be_bytes);
+        if echoed.is_ok_and(|n| (1..=self.pings).contains(&n)) {
+            self.unanswered_since = None;
+        }
+    }
+
+    /// The connection started closing (or failed) at `now`: it must be gone by the close timeout.
+    /// Keepalive and idle stop; a later call keeps the first deadline.
+    pub(crate) fn closing(&mut self, now: Instant) {
+        self.close_deadline.get_or_insert(now + self.close_timeout);
+        self.next_ping = None;
+        self.unanswered_since = None;
+        self.idle_timeout = None;
+    }
+
+    /// How long a closing connection has left, if it is closing.
+    pub(crate) fn close_left(&self, now: Instant) -> Option<Duration> {
+        self.close_deadline.map(|d| d.saturating_duration_since(now))
+    }
+
+    /// The most urgent thing due at `now`, if any. A ping or a write check answered here is
+    /// taken: the next one is scheduled.
+    pub(crate) fn due(&mut self, now: Instant) -> Option<Due> {
+        if self.close_deadline.is_some_and(|d| now >= d) {
+            return Some(Due::CloseTimeout);
+        }
+        if self
+            .unanswered_since
+            .is_some_and(|since| now >= since + self.pong_timeout)
+        {
+            return Some(Due::KeepaliveTimeout);
+        }
+        if let (Some(at), Some(every)) = (self.next_write_check, self.write_check) {
+            if now >= at {
+                self.next_write_check = Some(now + every);
+                return Some(Due::WriteCheck);
+            }
+        }
+        if self.idle_timeout.is_some_and(|idle| now >= self.last_message + idle) {
+            return Some(Due::Idle);
+        }
+        if let (Some(at), Some(every)) = (self.next_ping, self.ping_interval) {
+            if now >= at {
+                self.next_ping = Some(now + every);
+                self.pings += 1;
+                self.unanswered_since.get_or_insert(now);
+                return Some(Due::Ping(self.pings));
+            }
+        }
+        None
+    }
+
+    /// When something is next due, for the connection's timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.close_deadline,
+            self.unanswered_since.map(|since| since + self.pong_timeout),
+            self.next_write_check,
+            self.idle_timeout.map(|idle| self.last_message + idle),
+            self.next_ping,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        config.ping_interval = Some(Duration::from_secs(10));
+        config.pong_timeout = Duration::from_secs(5);
+        config.close_timeout = Duration::from_secs(2);
+        config.write_timeout = Some(Duration::from_secs(8));
+        config
+    }
+
+    fn secs(start: Instant, s: u64) -> Instant {
+        start + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_peer_that_answers_each_ping_stays_and_one_that_does_not_times_out() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(&config(), t0, false);
+        assert_eq!(timers.due(secs(t0, 9)), None);
+        assert_eq!(timers.next_deadline(), Some(secs(t0, 10)));
+        for round in 1..=5u64 {
+            let at = secs(t0, 10 * round);
+            assert_eq!(timers.due(at), Some(Due::Ping(round)));
+            assert_eq!(timers.due(at), None, "the ping is taken");
+            timers.pong(&round.to_be_bytes());
+        }
+        // Pongs that echo no ping of ours prove nothing.
+        assert_eq!(timers.due(secs(t0, 60)), Some(Due::Ping(6)));
+        timers.pong(b"unsolicited");
+        timers.pong(&7u64.to_be_bytes());
+        assert_eq!(timers.due(secs(t0, 64)), None);
+        assert_eq!(timers.next_deadline(), Some(secs(t0, 65)));
+        assert_eq!(timers.due(secs(t0, 65)), Some(Due::KeepaliveTimeout));
+    }
+
+    #[test]
+    fn a_message_resets_the_idle_clock() {
+        let mut config = config();
+        config.ping_interval = None;
+        config.idle_timeout = Some(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let mut timers = Timers::new(&config, t0, false);
+        timers.message(secs(t0, 20));
+        assert_eq!(timers.due(secs(t0, 45)), None);
+        assert_eq!(timers.next_deadline(), Some(secs(t0, 50)));
+        assert_eq!(timers.due(secs(t0, 50)), Some(Due::Idle));
+    }
+
+    #[test]
+    fn closing_keeps_the_first_deadline_and_stops_the_other_clocks() {
+        let mut config = config();
+        config.idle_timeout = Some(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let mut timers = Timers::new(&config, t0, false);
+        timers.closing(t0);
+        timers.closing(secs(t0, 1));
+        assert_eq!(timers.close_left(secs(t0, 1)), Some(Duration::from_secs(1)));
+        assert_eq!(timers.due(secs(t0, 1)), None, "no idle close, no ping while closing");
+        assert_eq!(timers.next_deadline(), Some(secs(t0, 2)));
+        assert_eq!(timers.due(secs(t0, 2)), Some(Due::CloseTimeout));
+    }
+
+    #[test]
+    fn write_checks_come_only_where_asked() {
+        let t0 = Instant::now();
+        let mut watched = Timers::new(&config(), t0, true);
+        assert_eq!(watched.due(secs(t0, 2)), Some(Due::WriteCheck));
+        assert_eq!(watched.due(secs(t0, 3)), None);
+        assert_eq!(watched.due(secs(t0, 4)), Some(Due::WriteCheck));
+        let mut unwatched = Timers::new(&config(), t0, false);
+        assert_eq!(unwatched.due(secs(t0, 9)), None);
+    }
+}
