@@ -151,12 +151,13 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        let mut config = Config::default();
-        config.ping_interval = Some(Duration::from_secs(10));
-        config.pong_timeout = Duration::from_secs(5);
-        config.close_timeout = Duration::from_secs(2);
-        config.write_timeout = Some(Duration::from_secs(8));
-        config
+        Config {
+            ping_interval: Some(Duration::from_secs(10)),
+            pong_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+            write_timeout: Some(Duration::from_secs(8)),
+            ..Config::default()
+        }
     }
 
     fn secs(start: Instant, s: u64) -> Instant {
@@ -186,9 +187,11 @@ mod tests {
 
     #[test]
     fn a_message_resets_the_idle_clock() {
-        let mut config = config();
-        config.ping_interval = None;
-        config.idle_timeout = Some(Duration::from_secs(30));
+        let config = Config {
+            ping_interval: None,
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..config()
+        };
         let t0 = Instant::now();
         let mut timers = Timers::new(&config, t0, false);
         timers.message(secs(t0, 20));
@@ -199,8 +202,10 @@ mod tests {
 
     #[test]
     fn closing_keeps_the_first_deadline_and_stops_the_other_clocks() {
-        let mut config = config();
-        config.idle_timeout = Some(Duration::from_secs(1));
+        let config = Config {
+            idle_timeout: Some(Duration::from_secs(1)),
+            ..config()
+        };
         let t0 = Instant::now();
         let mut timers = Timers::new(&config, t0, false);
         timers.closing(t0);
