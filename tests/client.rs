@@ -43,6 +43,20 @@ async fn connect_reporting(url: String) -> (WebSocket, UnboundedReceiver<Seen>) 
     (ws, rx)
 }
 
+/// What `seen` reports, without the tungstenite server's `pong seen` text and pings.
+fn skip_server_extras(mut seen: UnboundedReceiver<Seen>) -> UnboundedReceiver<Seen> {
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(item) = seen.recv().await {
+            let extra = matches!(&item, Seen::Text(t) if t == "pong seen") || matches!(item, Seen::Ping(_));
+            if !extra && tx.send(item).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// An `on_connect` callback that reports every text message into the returned channel.
 fn reporting_texts() -> (impl Fn(&WebSocket) + Send + Sync + 'static, UnboundedReceiver<String>) {
     let (tx, rx) = unbounded_channel();
@@ -57,6 +71,16 @@ fn reporting_texts() -> (impl Fn(&WebSocket) + Send + Sync + 'static, UnboundedR
 async fn exercise_echo(url: String) {
     let _ = env_logger::builder().is_test(true).try_init();
     let (ws, mut seen) = connect_reporting(url).await;
+    // A server that pings once (the tungstenite one) says so before its echoes go on.
+    ws.send("warm up").await.unwrap();
+    loop {
+        match report(&mut seen).await {
+            Seen::Text(text) if text == "warm up" => break,
+            Seen::Ping(_) | Seen::Text(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut seen = skip_server_extras(seen);
     for text in ["hello", "", "héllo ✓ 𝄞"] {
         assert_eq!(ws.send(text).await, Ok(()));
         assert_eq!(report(&mut seen).await, Seen::Text(text.into()));
@@ -70,6 +94,11 @@ async fn exercise_echo(url: String) {
     assert_eq!(
         report(&mut seen).await,
         Seen::Pong(Bytes::from_static(b"are you there"))
+    );
+    let too_long = ws.send_ping(vec![0u8; 126]).await;
+    assert!(
+        matches!(too_long, Err(switchboard::SendError::PingTooLong(_))),
+        "{too_long:?}"
     );
     let code = tokio::time::timeout(PATIENCE, ws.close_with(CloseCode(4000), "done").unwrap())
         .await
@@ -87,7 +116,8 @@ async fn the_client_talks_to_switchboards_server() {
     exercise_echo(server.url("/echo")).await;
 }
 
-/// A tokio-tungstenite echo server on 127.0.0.1, port 0; it pings once after the first message.
+/// A tokio-tungstenite echo server on 127.0.0.1, port 0. Before its first echo it pings with
+/// `server ping`; when the pong to it comes back, it sends the text `pong seen`.
 async fn tungstenite_echo_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -97,9 +127,18 @@ async fn tungstenite_echo_server() -> String {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
                 };
+                let mut pinged = false;
                 while let Some(Ok(message)) = ws.next().await {
                     let reply = match message {
+                        WsMessage::Text(_) | WsMessage::Binary(_) if !pinged => {
+                            pinged = true;
+                            if ws.send(WsMessage::Ping("server ping".into())).await.is_err() {
+                                break;
+                            }
+                            message
+                        }
                         WsMessage::Text(_) | WsMessage::Binary(_) => message,
+                        WsMessage::Pong(payload) if payload.as_ref() == b"server ping" => WsMessage::text("pong seen"),
                         // Reading on after a close flushes tungstenite's answer to it.
                         _ => continue,
                     };
@@ -115,7 +154,19 @@ async fn tungstenite_echo_server() -> String {
 
 #[tokio::test]
 async fn the_client_talks_to_a_tokio_tungstenite_server() {
-    exercise_echo(tungstenite_echo_server().await).await;
+    let url = tungstenite_echo_server().await;
+    let (ws, mut seen) = connect_reporting(url.clone()).await;
+    ws.send("first").await.unwrap();
+    // The server's ping reaches on_ping, our automatic pong reaches the server.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(report(&mut seen).await);
+    }
+    assert!(got.contains(&Seen::Ping(Bytes::from_static(b"server ping"))), "{got:?}");
+    assert!(got.contains(&Seen::Text("first".into())), "{got:?}");
+    assert!(got.contains(&Seen::Text("pong seen".into())), "{got:?}");
+    ws.close().await;
+    exercise_echo(url).await;
 }
 
 #[tokio::test]
@@ -144,9 +195,20 @@ async fn inside_an_actix_system_the_connection_runs_on_the_current_arbiter() {
     let ws = WebSocket::connect(server.url("/echo")).await.unwrap();
     // Registered right after connect: the actor cannot read before this task yields.
     let (tx, mut rx) = unbounded_channel();
-    ws.on_text(move |_, text| drop(tx.send(text.to_string())));
+    ws.on_text(move |_, text| {
+        let on_arbiter = actix_rt::Arbiter::try_current().is_some();
+        drop(tx.send((text.to_string(), std::thread::current().id(), on_arbiter)));
+    });
     ws.send("same thread");
-    assert_eq!(report(&mut rx).await, "same thread");
+    let (text, thread, on_arbiter) = report(&mut rx).await;
+    assert_eq!(text, "same thread");
+    // This thread runs one arbiter, the test's: the same thread is the same arbiter.
+    assert_eq!(
+        thread,
+        std::thread::current().id(),
+        "the callback ran on another thread"
+    );
+    assert!(on_arbiter);
     assert_eq!(ws.close().await, CloseCode::NORMAL);
 }
 
@@ -395,4 +457,97 @@ async fn wss_from_our_client_to_our_server() {
     // The default trust store does not know our self-signed certificate.
     let untrusted = WebSocket::connect(url).await.unwrap_err();
     assert!(matches!(untrusted, ConnectError::Tls(_)), "{untrusted}");
+}
+
+#[tokio::test]
+async fn a_header_that_would_inject_another_is_refused_before_anything_is_sent() {
+    // Nothing listens there: a refusal that came after connecting would be a `Connect` error.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    for (name, value) in [
+        ("X-Token", "abc\r\nX-Evil: 1"),
+        ("X-Token", "a\nb"),
+        ("X Token", "v"),
+        ("", "v"),
+    ] {
+        let error = WebSocket::builder(format!("ws://{free}/"))
+            .header(name, value)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ConnectError::InvalidHeader { .. }), "{name:?}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn the_client_closes_with_1009_on_a_message_over_its_max_message_size() {
+    let (tx, mut rx) = unbounded_channel();
+    let server = TestServer::start(move |cfg, _| {
+        let tx = tx.clone();
+        cfg.service(switchboard::websocket("/big", move |_, ws| {
+            ws.send(vec![1u8; 2000]);
+            let (ws, tx) = (ws.clone(), tx.clone());
+            actix_web::rt::spawn(async move {
+                let _ = tx.send(ws.closed().await);
+            });
+        }));
+    });
+    let ws = WebSocket::builder(server.url("/big"))
+        .max_message_size(1000)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, ws.closed()).await.unwrap(),
+        CloseCode::TOO_BIG
+    );
+    assert_eq!(
+        report(&mut rx).await,
+        CloseCode::TOO_BIG,
+        "the server saw the client's 1009"
+    );
+}
+
+#[tokio::test]
+async fn reconnection_gives_up_after_max_attempts() {
+    // The first connection is upgraded and then closed by the server; every later attempt is
+    // refused with a 503.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let request = read_request(&mut tcp).await;
+            let answer = if n == 0 {
+                let accept = switchboard::accept_key(header(&request, "sec-websocket-key").as_bytes());
+                let mut answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").into_bytes();
+                // A close frame, 1001.
+                answer.extend_from_slice(&[0x88, 0x02, 0x03, 0xe9]);
+                answer
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()
+            };
+            let _ = tcp.write_all(&answer).await;
+        }
+    });
+    let mut policy = Reconnect::default();
+    policy.initial_delay = Duration::from_millis(5);
+    policy.max_delay = Duration::from_millis(20);
+    policy.max_attempts = Some(3);
+    let (tx, mut ended) = unbounded_channel::<()>();
+    let ws = WebSocket::builder(format!("ws://{addr}/"))
+        .reconnect(policy)
+        .on_connect(move |_| drop(tx.clone()))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, ws.closed()).await.unwrap(),
+        CloseCode::AWAY
+    );
+    // The reconnecting task holds the builder (and its on_connect, holding `tx`) until it gives
+    // up: the channel ends then.
+    assert!(report_end(&mut ended).await);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1 + 3);
 }

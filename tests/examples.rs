@@ -84,3 +84,30 @@ async fn the_client_example_sends_lines_prints_echoes_and_the_close() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
 }
+
+#[tokio::test]
+async fn a_second_sigterm_during_shutdown_exits_at_once() {
+    let (mut child, addr) = start_server("echo", &["--workers", "1"]).await;
+    // A raw peer that completes the handshake and then never answers: the graceful shutdown
+    // would wait its full 10 s for this peer's close frame.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    silent
+        .write_all(common::upgrade_request("/echo", "").as_bytes())
+        .await
+        .unwrap();
+    let head = common::read_head(&mut silent).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let pid = child.id().unwrap().to_string();
+    let kill = |pid: String| async move { Command::new("kill").args(["-TERM", &pid]).status().await.unwrap() };
+    assert!(kill(pid.clone()).await.success());
+    // The close 1001 reaching the peer shows the graceful shutdown has begun.
+    assert_eq!(common::read_close_code(&mut silent).await, Some(1001));
+    assert!(kill(pid).await.success());
+    let exit = timeout(PATIENCE, child.wait())
+        .await
+        .expect("the example exits after the second SIGTERM")
+        .unwrap();
+    // 130: the forced exit, not the end of a graceful shutdown (which exits 0).
+    assert_eq!(exit.code(), Some(130), "{exit:?}");
+    drop(silent);
+}

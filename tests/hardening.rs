@@ -73,9 +73,11 @@ async fn a_partial_handshake_is_dropped_after_the_request_timeout() {
         .await
         .unwrap();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(common::PATIENCE, stream.read_to_end(&mut answer)).await;
+    // Well before the 5 s default: the server's own timeout (300 ms here) is the one that
+    // applies, on either transport. A bound on a deadline the test sets, not a speed.
+    let read = tokio::time::timeout(Duration::from_millis(2500), stream.read_to_end(&mut answer)).await;
     // actix-web answers 408 and closes; either way the connection ends.
-    assert!(read.is_ok(), "the half-open handshake was never dropped");
+    assert!(read.is_ok(), "the half-open handshake was not dropped at its timeout");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

@@ -111,11 +111,99 @@ proptest! {
     }
 
     #[test]
-    fn close_payloads_parse_without_panic_and_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..130),
-                                                         code in 3000u16..5000, reason in "\\PC{0,40}") {
-        let _ = CloseFrame::parse(&bytes);
+    fn close_payloads_parse_as_the_rfc_says_and_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..130),
+                                                           code in 3000u16..5000, reason in "\\PC{0,40}") {
+        // RFC 6455 §5.5.1: empty, or a code allowed on the wire and a UTF-8 reason.
+        let parsed = CloseFrame::parse(&bytes);
+        match bytes.as_slice() {
+            [] => prop_assert_eq!(parsed, Ok(None)),
+            [_] => prop_assert_eq!(parsed, Err(ProtocolError::InvalidCloseCode(None))),
+            [hi, lo, rest @ ..] => {
+                let wire = u16::from_be_bytes([*hi, *lo]);
+                match (CloseCode(wire).is_valid_on_wire(), std::str::from_utf8(rest)) {
+                    (false, _) => prop_assert_eq!(parsed, Err(ProtocolError::InvalidCloseCode(Some(wire)))),
+                    (true, Err(_)) => prop_assert_eq!(parsed, Err(ProtocolError::InvalidUtf8)),
+                    (true, Ok(text)) => {
+                        let frame = parsed.unwrap().unwrap();
+                        prop_assert_eq!((frame.code, frame.reason.as_str()), (CloseCode(wire), text));
+                        let payload = frame.to_payload();
+                        prop_assert_eq!(payload.as_ref(), bytes.as_slice());
+                    }
+                }
+            }
+        }
         let frame = CloseFrame::new(CloseCode(code), reason);
         prop_assert_eq!(CloseFrame::parse(&frame.to_payload()), Ok(Some(frame)));
+    }
+
+    #[test]
+    fn large_frames_decode_the_same_however_they_are_cut_and_fed(
+        sizes in proptest::collection::vec(prop_oneof![0usize..200, 16_000usize..70_000], 1..5),
+        text in any::<bool>(),
+        fragment in any::<bool>(),
+        cuts in proptest::collection::vec(any::<u16>(), 0..8),
+    ) {
+        // Each message in one frame, or in two fragments; text or binary; some of them large
+        // enough for the decoder to take them in place (16 KiB and up).
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let messages: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| (0..*size).map(|j| b'a' + ((i + j) % 26) as u8).collect())
+            .collect();
+        let mut wire = BytesMut::new();
+        for message in &messages {
+            if fragment && message.len() > 1 {
+                let (first, second) = message.split_at(message.len() / 2);
+                encode_frame(&mut wire, opcode, false, first, Some([1, 2, 3, 4]));
+                encode_frame(&mut wire, OpCode::Continuation, true, second, Some([5, 6, 7, 8]));
+            } else {
+                encode_frame(&mut wire, opcode, true, message, Some([1, 2, 3, 4]));
+            }
+        }
+        let wire = wire.freeze();
+        let mut points: Vec<usize> = cuts.iter().map(|c| usize::from(*c) * wire.len() / usize::from(u16::MAX)).collect();
+        points.push(wire.len());
+        points.sort_unstable();
+        points.dedup();
+        let expected: Vec<Event> = messages
+            .iter()
+            .map(|m| if text {
+                Event::Text(switchboard::Text::try_from(bytes::Bytes::from(m.clone())).unwrap())
+            } else {
+                Event::Binary(m.clone().into())
+            })
+            .collect();
+        const BIG: usize = 1 << 20;
+        // Three ways in: chunks the decoder owns (unmasked in place), chunks another handle
+        // still shares (copied out frame by frame), and copies.
+        for way in 0..3 {
+            let mut decoder = Decoder::new(Role::Server, BIG, BIG);
+            let mut events = Vec::new();
+            let mut start = 0;
+            let mut kept = Vec::new();
+            for end in &points {
+                let chunk = wire.slice(start..*end);
+                start = *end;
+                match way {
+                    0 => decoder.feed_owned(BytesMut::from(&chunk[..])),
+                    1 => {
+                        kept.push(chunk.clone());
+                        decoder.feed_bytes(chunk);
+                    }
+                    _ => decoder.feed(&chunk),
+                }
+                while let Some(event) = decoder.next_event().unwrap() {
+                    events.push(event);
+                }
+            }
+            prop_assert_eq!(&events, &expected, "fed the {} way", ["owned", "shared", "copied"][way]);
+            // A shared chunk is never changed (unmasked) in place.
+            let rejoined: Vec<u8> = kept.iter().flat_map(|c| c.iter().copied()).collect();
+            if way == 1 {
+                prop_assert_eq!(rejoined.as_slice(), &wire[..]);
+            }
+        }
     }
 }
 

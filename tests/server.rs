@@ -195,6 +195,123 @@ async fn keepalive_drops_a_peer_that_never_answers() {
 }
 
 #[tokio::test]
+async fn a_peer_that_answers_pings_stays_connected_over_many_intervals() {
+    let (tx, mut rx) = unbounded_channel();
+    let server = TestServer::start(move |cfg, _| {
+        let tx = tx.clone();
+        let mut config = Config::default();
+        config.ping_interval = Some(Duration::from_millis(30));
+        config.pong_timeout = Duration::from_millis(90);
+        cfg.service(
+            switchboard::websocket("/alive", move |_, ws| {
+                ws.on_text(|ws, text| {
+                    ws.send(text);
+                });
+                let tx = tx.clone();
+                actix_web::rt::spawn(async move {
+                    let _ = tx.send(ws.closed().await);
+                });
+            })
+            .config(config),
+        );
+    });
+    // tokio-tungstenite answers every ping while it reads: ten pings, three times the pong
+    // timeout each, and the connection is still open.
+    let mut client = server.connect("/alive").await;
+    for _ in 0..10 {
+        let ping = tokio::time::timeout(common::PATIENCE, futures_util::StreamExt::next(&mut client)).await;
+        assert!(matches!(ping, Ok(Some(Ok(WsMessage::Ping(_))))), "{ping:?}");
+    }
+    send_text(&mut client, "still here").await;
+    assert_eq!(next_text(&mut client).await, "still here");
+    assert!(rx.try_recv().is_err(), "the session closed while its peer answered");
+    assert_eq!(server.hub.metrics().snapshot().keepalive_timeouts, 0);
+}
+
+#[tokio::test]
+async fn messages_reset_the_idle_timer() {
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_millis(300));
+    let server = TestServer::start(move |cfg, _| {
+        cfg.service(switchboard::websocket("/idle", echo).config(config.clone()));
+    });
+    let mut client = server.connect("/idle").await;
+    // Twelve messages 100 ms apart: four idle timeouts' worth, each message well within one.
+    for i in 0..12 {
+        send_text(&mut client, &format!("{i}")).await;
+        assert_eq!(next_text(&mut client).await, format!("{i}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then quiet: the idle close comes.
+    match next_message(&mut client).await {
+        WsMessage::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected the idle close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn close_with_refuses_codes_not_allowed_on_the_wire_and_sends_nothing() {
+    let (tx, mut rx) = unbounded_channel();
+    let server = TestServer::start(move |cfg, _| {
+        let tx = tx.clone();
+        cfg.service(switchboard::websocket("/close", move |_, ws| {
+            let tx = tx.clone();
+            ws.on_text(move |ws, text| {
+                let refused: Vec<bool> = [1005u16, 1006, 1015, 999, 1004, 2000, 5000]
+                    .into_iter()
+                    .map(|code| matches!(ws.close_with(CloseCode(code), "no"), Err(switchboard::InvalidCloseCode(c)) if c.0 == code))
+                    .collect();
+                let _ = tx.send(refused);
+                ws.send(text);
+            });
+        }));
+    });
+    let mut client = server.connect("/close").await;
+    send_text(&mut client, "try").await;
+    assert_eq!(report(&mut rx).await, vec![true; 7]);
+    // Nothing was sent: the echo comes, the connection is open.
+    assert_eq!(next_text(&mut client).await, "try");
+    send_text(&mut client, "again").await;
+    assert_eq!(next_text(&mut client).await, "again");
+}
+
+#[tokio::test]
+async fn send_json_sends_a_text_message_or_says_why_it_cannot() {
+    let (tx, mut rx) = unbounded_channel();
+    let server = TestServer::start(move |cfg, _| {
+        let tx = tx.clone();
+        cfg.service(switchboard::websocket("/json", move |_, ws| {
+            let sent = ws.send_json(&serde_json::json!({"type": "hello", "n": 1})).is_ok();
+            // A map with non-string keys has no JSON form: an error, nothing sent.
+            let bad: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into_iter().collect();
+            let refused = ws.send_json(&bad).is_err();
+            let _ = tx.send((sent, refused));
+        }));
+    });
+    let mut client = server.connect("/json").await;
+    let text = next_text(&mut client).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        serde_json::json!({"type": "hello", "n": 1})
+    );
+    assert_eq!(report(&mut rx).await, (true, true));
+    client.send(WsMessage::Ping("after".into())).await.unwrap();
+    assert!(
+        matches!(next_message_or_pong(&mut client).await, WsMessage::Pong(_)),
+        "nothing else came"
+    );
+}
+
+/// The next message, pongs included.
+async fn next_message_or_pong(client: &mut common::Client) -> WsMessage {
+    tokio::time::timeout(common::PATIENCE, futures_util::StreamExt::next(client))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
 async fn a_panicking_callback_closes_only_its_connection_with_1011() {
     let server = TestServer::start(|cfg, _| {
         cfg.service(switchboard::websocket("/fragile", |_, ws| {

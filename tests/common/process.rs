@@ -15,12 +15,29 @@ pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let target_dir = profile_dir.parent().unwrap();
-    let status = std::process::Command::new(env!("CARGO"))
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build
         .args(["build", "--quiet", "--example", name, "--target-dir"])
         .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Without the variables cargo sets for this test binary: ring's build script reruns when
+    // CARGO_MANIFEST_DIR or a CARGO_PKG_* variable changes, so inheriting them rebuilt half the
+    // dependency tree here, and again at the next plain `cargo build`.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_for_tests = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+            "CARGO_PRIMARY_",
+            "CARGO_TARGET_TMPDIR",
+        ];
+        if set_for_tests.iter().any(|prefix| key.starts_with(prefix)) {
+            build.env_remove(&*key);
+        }
+    }
+    let status = build.status().unwrap();
     assert!(status.success(), "building the {name} example failed");
     profile_dir.join("examples").join(name)
 }
