@@ -7,6 +7,9 @@
 #
 # To run part of it, name the servers and a case pattern (an extended regex), for example:
 #   SERVERS="switchboard tungstenite" CASES='^echo-64k$' bench/run.sh 3 5
+# To compare with an earlier build of the benchmark server (before and after a change), point
+# BASELINE_BIN at its binary and name the server `baseline`:
+#   BASELINE_BIN=/tmp/base/target/release/examples/bench_server SERVERS="switchboard baseline" bench/run.sh 5 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -39,6 +42,7 @@ start_server() {
   local command
   case $name in
     switchboard) command=("$bin/examples/bench_server" --workers 1) ;;
+    baseline) command=("${BASELINE_BIN:?set BASELINE_BIN to an earlier bench_server}" --workers 1) ;;
     tungstenite) command=("$bin/tungstenite_server" --workers 1) ;;
     actix-ws) command=("$bin/actix_ws_server" --workers 1) ;;
     raw-tcp) command=("$bin/raw_echo") ;;

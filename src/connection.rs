@@ -179,7 +179,7 @@ impl Handler<Control> for Connection {
             Control::Violation(frame) => self.fail(frame, ctx),
             Control::WriteTimeout => ctx.stop(),
             Control::CloseSent => {
-                self.timers.closing(Instant::now());
+                self.timers.closing(&self.config, Instant::now());
                 self.arm_timer(ctx);
             }
         }
@@ -192,8 +192,9 @@ impl Connection {
             return;
         }
         // A flooding peer keeps this actor so busy that its timer may not fire: the clocks are
-        // read here too, once per chunk.
-        if self.run_due(ctx) {
+        // read here too, once per chunk (its messages are stamped with the same time).
+        let now = Instant::now();
+        if self.run_due(now, ctx) {
             return;
         }
         self.arm_timer(ctx);
@@ -202,7 +203,7 @@ impl Connection {
             match self.decoder.next_event() {
                 Ok(Some(Event::Close(frame))) => return self.on_peer_close(frame, ctx),
                 Ok(Some(event)) => {
-                    if let Err(Panicked(message)) = self.dispatch(event) {
+                    if let Err(Panicked(message)) = self.dispatch(event, now) {
                         log::error!(
                             "session {}: a callback panicked ({message}); closing with 1011",
                             self.ws.id()
@@ -216,18 +217,18 @@ impl Connection {
         }
     }
 
-    /// Runs the callback for one event; answers pings.
-    fn dispatch(&mut self, event: Event) -> Result<(), Panicked> {
+    /// Runs the callback for one event, which arrived at `now`; answers pings.
+    fn dispatch(&mut self, event: Event, now: Instant) -> Result<(), Panicked> {
         let shared = &self.ws.shared;
         match event {
             Event::Text(text) => {
-                self.timers.message(Instant::now());
+                self.timers.message(now);
                 shared.metrics.message_in(text.len());
                 let callback = shared.callbacks.lock().text.clone();
                 callbacks::call(callback, &self.ws, text)
             }
             Event::Binary(bytes) => {
-                self.timers.message(Instant::now());
+                self.timers.message(now);
                 shared.metrics.message_in(bytes.len());
                 let callback = shared.callbacks.lock().binary.clone();
                 callbacks::call(callback, &self.ws, bytes)
@@ -272,7 +273,7 @@ impl Connection {
             record.code,
             record.reason
         );
-        self.timers.closing(Instant::now());
+        self.timers.closing(&self.config, Instant::now());
         shared.set_closed(record);
         shared.outbound.finish();
         ctx.stop();
@@ -292,7 +293,7 @@ impl Connection {
     /// TCP close, within `close_timeout`.
     fn fail(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
         self.failed = true;
-        self.timers.closing(Instant::now());
+        self.timers.closing(&self.config, Instant::now());
         let shared = &self.ws.shared;
         // When a close was already queued, its code stands.
         shared.start_close(frame.clone());
@@ -304,10 +305,9 @@ impl Connection {
 }
 
 impl Connection {
-    /// Handles whatever is due now; answers whether the connection is ending.
-    fn run_due(&mut self, ctx: &mut Context<Self>) -> bool {
-        let now = Instant::now();
-        while let Some(due) = self.timers.due(now) {
+    /// Handles whatever is due at `now`; answers whether the connection is ending.
+    fn run_due(&mut self, now: Instant, ctx: &mut Context<Self>) -> bool {
+        while let Some(due) = self.timers.due(&self.config, now) {
             match due {
                 Due::Ping(n) => self.send_keepalive_ping(n),
                 Due::Idle => {
@@ -316,7 +316,7 @@ impl Connection {
                         self.ws.id(),
                         self.config.idle_timeout
                     );
-                    self.timers.closing(now);
+                    self.timers.closing(&self.config, now);
                     self.ws
                         .shared
                         .start_close(CloseFrame::new(CloseCode::AWAY, "idle timeout"));
@@ -341,7 +341,7 @@ impl Connection {
 
     /// Arms the actor's timer for the next deadline, unless it is armed for as early already.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let Some(next) = self.timers.next_deadline() else {
+        let Some(next) = self.timers.next_deadline(&self.config) else {
             return;
         };
         if let Some((handle, at)) = self.timer {
@@ -355,7 +355,7 @@ impl Connection {
             act.timer = None;
             // The same tick lets a quiet connection's spent read buffer go.
             act.decoder.release_spent_input();
-            if !act.run_due(ctx) {
+            if !act.run_due(Instant::now(), ctx) {
                 act.arm_timer(ctx);
             }
         });
@@ -372,7 +372,7 @@ impl Connection {
     }
 
     fn keepalive_timeout(&mut self, ctx: &mut Context<Self>) {
-        self.timers.closing(Instant::now());
+        self.timers.closing(&self.config, Instant::now());
         let shared = &self.ws.shared;
         let reason = format!(
             "keepalive timeout: no answer to a ping within {:?}",

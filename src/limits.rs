@@ -25,6 +25,15 @@ impl ConnectionSlots {
         ConnectionSlots { open, max }
     }
 
+    /// A counter of its own, for `max` connections: a server's WebSockets
+    /// ([`Server::max_websockets`](crate::Server::max_websockets)).
+    pub(crate) fn new(max: Option<usize>) -> ConnectionSlots {
+        ConnectionSlots {
+            open: Arc::default(),
+            max,
+        }
+    }
+
     /// Takes a slot, released when the returned guard drops.
     ///
     /// # Errors

@@ -52,6 +52,7 @@ use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Serv
 use actix_web::dev::{AppConfig, Server as Running};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::limits::ConnectionSlots;
 use crate::takeover;
 
 /// Connections the kernel queues before they are accepted, as actix-web's `HttpServer`: enough
@@ -71,6 +72,7 @@ pub struct Server<F> {
     builder: ServerBuilder,
     backlog: u32,
     request_timeout: Duration,
+    websockets: ConnectionSlots,
     addrs: Vec<SocketAddr>,
 }
 
@@ -88,6 +90,7 @@ impl<F> Server<F> {
             builder: ServerBuilder::default(),
             backlog: DEFAULT_BACKLOG,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            websockets: ConnectionSlots::new(None),
             addrs: Vec::new(),
         }
     }
@@ -134,8 +137,17 @@ impl<F> Server<F> {
         self
     }
 
-    /// How many connections each worker serves at once, WebSockets included for their whole
-    /// life; more wait to be accepted. Default: 25,000.
+    /// The most WebSocket connections the whole server holds at once, over all its workers and
+    /// routes; an upgrade over it is answered 503 (a load balancer can try another node).
+    /// Default: no limit. Set it before [`Server::bind`] or [`Server::listen`].
+    pub fn max_websockets(mut self, max: usize) -> Self {
+        self.websockets = ConnectionSlots::new(Some(max));
+        self
+    }
+
+    /// How many HTTP connections each worker serves at once; more wait to be accepted. Default:
+    /// 25,000. A connection leaves this count when it becomes a WebSocket: limit those with
+    /// [`Server::max_websockets`] (and per route with `Config::max_connections`).
     pub fn max_connections(mut self, max: usize) -> Self {
         self.builder = self.builder.max_concurrent_connections(max);
         self
@@ -164,9 +176,9 @@ impl<F> Server<F> {
     {
         let addr = listener.local_addr()?;
         self.addrs.push(addr);
-        let (factory, timeout) = (self.factory.clone(), self.request_timeout);
+        let (factory, timeout, websockets) = (self.factory.clone(), self.request_timeout, self.websockets.clone());
         self.builder = self.builder.listen(format!("switchboard-{addr}"), listener, move || {
-            worker_service::<_, I, S, B>(&factory, addr, timeout)
+            worker_service::<_, I, S, B>(&factory, addr, timeout, websockets.clone())
         })?;
         Ok(self)
     }
@@ -204,6 +216,7 @@ fn worker_service<F, I, S, B>(
     factory: &F,
     addr: SocketAddr,
     request_timeout: Duration,
+    websockets: ConnectionSlots,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
     F: Fn() -> I,
@@ -231,10 +244,10 @@ where
         }
     });
     let upgrade = fn_factory(move || {
-        let app = app.clone();
+        let (app, websockets) = (app.clone(), websockets.clone());
         async move {
             Ok::<_, ()>(fn_service(move |(req, framed)| {
-                takeover::serve::<_, B>(app.get().cloned(), req, framed)
+                takeover::serve::<_, B>(app.get().cloned(), req, framed, websockets.clone())
             }))
         }
     });

@@ -24,15 +24,14 @@ pub(crate) enum Due {
     Ping(u64),
 }
 
-/// The deadlines of one connection.
+/// The deadlines of one connection. The durations come from the connection's [`Config`], passed
+/// in on each call rather than copied here: every idle connection holds one of these.
 #[derive(Debug)]
 pub(crate) struct Timers {
-    ping_interval: Option<Duration>,
-    pong_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    close_timeout: Duration,
-    /// Every how long the queue's progress is checked, on transports that need it.
-    write_check: Option<Duration>,
+    /// Whether the queue's progress is checked (transports that do not see the socket).
+    watch_writes: bool,
+    /// The idle clock runs (it stops once the connection is closing).
+    idle: bool,
     next_ping: Option<Instant>,
     /// Keepalive pings sent; each carries its number, which the peer's pong must echo.
     pings: u64,
@@ -47,26 +46,27 @@ pub(crate) struct Timers {
 /// queue moved: it notices a stall within a quarter of the timeout after it passes.
 const WRITE_CHECKS_PER_TIMEOUT: u32 = 4;
 
+/// Every how long the queue's progress is checked, on transports that need it.
+fn write_check(config: &Config, watch_writes: bool) -> Option<Duration> {
+    config
+        .write_timeout
+        .filter(|_| watch_writes)
+        .map(|t| t / WRITE_CHECKS_PER_TIMEOUT)
+}
+
 impl Timers {
     /// The clocks of a connection opened at `now`; `watch_writes` for transports that cannot
     /// time their writes themselves.
     pub(crate) fn new(config: &Config, now: Instant, watch_writes: bool) -> Timers {
-        let write_check = config
-            .write_timeout
-            .filter(|_| watch_writes)
-            .map(|t| t / WRITE_CHECKS_PER_TIMEOUT);
         Timers {
-            ping_interval: config.ping_interval,
-            pong_timeout: config.pong_timeout,
-            idle_timeout: config.idle_timeout,
-            close_timeout: config.close_timeout,
-            write_check,
+            watch_writes,
+            idle: true,
             next_ping: config.ping_interval.map(|i| now + i),
             pings: 0,
             unanswered_since: None,
             last_message: now,
             close_deadline: None,
-            next_write_check: write_check.map(|c| now + c),
+            next_write_check: write_check(config, watch_writes).map(|c| now + c),
         }
     }
 
@@ -87,11 +87,11 @@ impl Timers {
 
     /// The connection started closing (or failed) at `now`: it must be gone by the close timeout.
     /// Keepalive and idle stop; a later call keeps the first deadline.
-    pub(crate) fn closing(&mut self, now: Instant) {
-        self.close_deadline.get_or_insert(now + self.close_timeout);
+    pub(crate) fn closing(&mut self, config: &Config, now: Instant) {
+        self.close_deadline.get_or_insert(now + config.close_timeout);
         self.next_ping = None;
         self.unanswered_since = None;
-        self.idle_timeout = None;
+        self.idle = false;
     }
 
     /// How long a closing connection has left, if it is closing.
@@ -101,26 +101,26 @@ impl Timers {
 
     /// The most urgent thing due at `now`, if any. A ping or a write check answered here is
     /// taken: the next one is scheduled.
-    pub(crate) fn due(&mut self, now: Instant) -> Option<Due> {
+    pub(crate) fn due(&mut self, config: &Config, now: Instant) -> Option<Due> {
         if self.close_deadline.is_some_and(|d| now >= d) {
             return Some(Due::CloseTimeout);
         }
         if self
             .unanswered_since
-            .is_some_and(|since| now >= since + self.pong_timeout)
+            .is_some_and(|since| now >= since + config.pong_timeout)
         {
             return Some(Due::KeepaliveTimeout);
         }
-        if let (Some(at), Some(every)) = (self.next_write_check, self.write_check) {
+        if let (Some(at), Some(every)) = (self.next_write_check, write_check(config, self.watch_writes)) {
             if now >= at {
                 self.next_write_check = Some(now + every);
                 return Some(Due::WriteCheck);
             }
         }
-        if self.idle_timeout.is_some_and(|idle| now >= self.last_message + idle) {
+        if self.idle_deadline(config).is_some_and(|deadline| now >= deadline) {
             return Some(Due::Idle);
         }
-        if let (Some(at), Some(every)) = (self.next_ping, self.ping_interval) {
+        if let (Some(at), Some(every)) = (self.next_ping, config.ping_interval) {
             if now >= at {
                 self.next_ping = Some(now + every);
                 self.pings += 1;
@@ -131,13 +131,20 @@ impl Timers {
         None
     }
 
+    fn idle_deadline(&self, config: &Config) -> Option<Instant> {
+        config
+            .idle_timeout
+            .filter(|_| self.idle)
+            .map(|idle| self.last_message + idle)
+    }
+
     /// When something is next due, for the connection's timer.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, config: &Config) -> Option<Instant> {
         [
             self.close_deadline,
-            self.unanswered_since.map(|since| since + self.pong_timeout),
+            self.unanswered_since.map(|since| since + config.pong_timeout),
             self.next_write_check,
-            self.idle_timeout.map(|idle| self.last_message + idle),
+            self.idle_deadline(config),
             self.next_ping,
         ]
         .into_iter()
@@ -166,23 +173,23 @@ mod tests {
 
     #[test]
     fn a_peer_that_answers_each_ping_stays_and_one_that_does_not_times_out() {
-        let t0 = Instant::now();
-        let mut timers = Timers::new(&config(), t0, false);
-        assert_eq!(timers.due(secs(t0, 9)), None);
-        assert_eq!(timers.next_deadline(), Some(secs(t0, 10)));
+        let (config, t0) = (config(), Instant::now());
+        let mut timers = Timers::new(&config, t0, false);
+        assert_eq!(timers.due(&config, secs(t0, 9)), None);
+        assert_eq!(timers.next_deadline(&config), Some(secs(t0, 10)));
         for round in 1..=5u64 {
             let at = secs(t0, 10 * round);
-            assert_eq!(timers.due(at), Some(Due::Ping(round)));
-            assert_eq!(timers.due(at), None, "the ping is taken");
+            assert_eq!(timers.due(&config, at), Some(Due::Ping(round)));
+            assert_eq!(timers.due(&config, at), None, "the ping is taken");
             timers.pong(&round.to_be_bytes());
         }
         // Pongs that echo no ping of ours prove nothing.
-        assert_eq!(timers.due(secs(t0, 60)), Some(Due::Ping(6)));
+        assert_eq!(timers.due(&config, secs(t0, 60)), Some(Due::Ping(6)));
         timers.pong(b"unsolicited");
         timers.pong(&7u64.to_be_bytes());
-        assert_eq!(timers.due(secs(t0, 64)), None);
-        assert_eq!(timers.next_deadline(), Some(secs(t0, 65)));
-        assert_eq!(timers.due(secs(t0, 65)), Some(Due::KeepaliveTimeout));
+        assert_eq!(timers.due(&config, secs(t0, 64)), None);
+        assert_eq!(timers.next_deadline(&config), Some(secs(t0, 65)));
+        assert_eq!(timers.due(&config, secs(t0, 65)), Some(Due::KeepaliveTimeout));
     }
 
     #[test]
@@ -195,9 +202,9 @@ mod tests {
         let t0 = Instant::now();
         let mut timers = Timers::new(&config, t0, false);
         timers.message(secs(t0, 20));
-        assert_eq!(timers.due(secs(t0, 45)), None);
-        assert_eq!(timers.next_deadline(), Some(secs(t0, 50)));
-        assert_eq!(timers.due(secs(t0, 50)), Some(Due::Idle));
+        assert_eq!(timers.due(&config, secs(t0, 45)), None);
+        assert_eq!(timers.next_deadline(&config), Some(secs(t0, 50)));
+        assert_eq!(timers.due(&config, secs(t0, 50)), Some(Due::Idle));
     }
 
     #[test]
@@ -208,22 +215,26 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut timers = Timers::new(&config, t0, false);
-        timers.closing(t0);
-        timers.closing(secs(t0, 1));
+        timers.closing(&config, t0);
+        timers.closing(&config, secs(t0, 1));
         assert_eq!(timers.close_left(secs(t0, 1)), Some(Duration::from_secs(1)));
-        assert_eq!(timers.due(secs(t0, 1)), None, "no idle close, no ping while closing");
-        assert_eq!(timers.next_deadline(), Some(secs(t0, 2)));
-        assert_eq!(timers.due(secs(t0, 2)), Some(Due::CloseTimeout));
+        assert_eq!(
+            timers.due(&config, secs(t0, 1)),
+            None,
+            "no idle close, no ping while closing"
+        );
+        assert_eq!(timers.next_deadline(&config), Some(secs(t0, 2)));
+        assert_eq!(timers.due(&config, secs(t0, 2)), Some(Due::CloseTimeout));
     }
 
     #[test]
     fn write_checks_come_only_where_asked() {
-        let t0 = Instant::now();
-        let mut watched = Timers::new(&config(), t0, true);
-        assert_eq!(watched.due(secs(t0, 2)), Some(Due::WriteCheck));
-        assert_eq!(watched.due(secs(t0, 3)), None);
-        assert_eq!(watched.due(secs(t0, 4)), Some(Due::WriteCheck));
-        let mut unwatched = Timers::new(&config(), t0, false);
-        assert_eq!(unwatched.due(secs(t0, 9)), None);
+        let (config, t0) = (config(), Instant::now());
+        let mut watched = Timers::new(&config, t0, true);
+        assert_eq!(watched.due(&config, secs(t0, 2)), Some(Due::WriteCheck));
+        assert_eq!(watched.due(&config, secs(t0, 3)), None);
+        assert_eq!(watched.due(&config, secs(t0, 4)), Some(Due::WriteCheck));
+        let mut unwatched = Timers::new(&config, t0, false);
+        assert_eq!(unwatched.due(&config, secs(t0, 9)), None);
     }
 }

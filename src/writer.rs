@@ -94,15 +94,22 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     within(timeout, write.flush()).await
 }
 
-/// `io` bounded by `timeout`. A write that completes at once never touches the timer: tokio
-/// polls the write first and registers the deadline only when it has to wait.
+/// `io` bounded by `timeout`. A write that completes at once never touches a timer; one that has
+/// to wait gets a boxed one, so that every idle connection's writer does not carry a timer inline.
 async fn within<T>(timeout: Option<Duration>, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    match timeout {
-        Some(limit) => tokio::time::timeout(limit, io)
-            .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
-        None => io.await,
+    let mut io = std::pin::pin!(io);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await {
+        return done;
     }
+    let Some(limit) = timeout else {
+        return io.await;
+    };
+    let mut timer = Box::pin(tokio::time::sleep(limit));
+    poll_fn(|cx| match io.as_mut().poll(cx) {
+        Poll::Ready(done) => Poll::Ready(done),
+        Poll::Pending => timer.as_mut().poll(cx).map(|()| Err(io::ErrorKind::TimedOut.into())),
+    })
+    .await
 }
 
 /// Writes what `outbound` holds now, as far as `socket` takes it without waiting, and hands the

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{
     client_frame, echo, next_text, raw_connect, read_close, report, send_text, Options, TestServer, PATIENCE,
 };
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use switchboard::{CloseCode, Config, Hub, HubError, Message, PresenceChange, SendError, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -404,39 +404,49 @@ fn presence_room_with(cfg: &mut actix_web::web::ServiceConfig, hub: &Hub, config
 }
 
 #[tokio::test]
-async fn server_max_connections_counts_websockets_for_their_whole_life() {
+async fn server_max_websockets_holds_for_each_connections_whole_life() {
     const MAX: usize = 3;
     let options = Options {
         owned: true,
-        max_connections: Some(MAX),
+        max_websockets: Some(MAX),
         ..Options::default()
     };
     let server = TestServer::spawn(options, |cfg, _| {
-        cfg.service(switchboard::websocket("/echo", echo));
+        cfg.service(switchboard::websocket("/a", echo))
+            .service(switchboard::websocket("/b", echo));
     });
+    // Over two routes: the limit is the server's.
     let mut open = Vec::new();
-    for _ in 0..MAX {
-        let mut client = server.connect("/echo").await;
+    for path in ["/a", "/b", "/a"] {
+        let mut client = server.connect(path).await;
         send_text(&mut client, "here").await;
         assert_eq!(next_text(&mut client).await, "here");
         open.push(client);
     }
-    let url = server.url("/echo");
-    let mut waiting = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await.map(|(c, _)| c) });
-    // Not a timing assertion: it must not complete while the others are open, however long.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
-            .await
-            .is_err(),
-        "a connection over Server::max_connections was served"
+    for path in ["/a", "/b"] {
+        let refused = server.raw_request(&common::upgrade_request(path, "")).await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    }
+    assert_eq!(
+        server.hub.sessions("/a").await.unwrap().len(),
+        2,
+        "a refused upgrade left the hub"
     );
-    assert_eq!(server.hub.sessions("/echo").await.unwrap().len(), MAX);
     let mut first = open.remove(0);
     first.close(None).await.unwrap();
     while first.next().await.is_some() {}
-    let mut late = tokio::time::timeout(PATIENCE, waiting).await.unwrap().unwrap().unwrap();
-    late.send(WsMessage::text("in at last")).await.unwrap();
-    assert_eq!(next_text(&mut late).await, "in at last");
+    // The slot frees when the first connection's actor stops, just after its socket closes.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let head = server.raw_request(&common::upgrade_request("/b", "")).await;
+        if head.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never released: {head}"
+        );
+    }
 }
 
 #[tokio::test]

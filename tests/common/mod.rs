@@ -31,8 +31,8 @@ pub struct Options {
     pub tls: Option<switchboard::rustls::ServerConfig>,
     /// On `switchboard::Server` rather than `HttpServer`.
     pub owned: bool,
-    /// `switchboard::Server::max_connections`.
-    pub max_connections: Option<usize>,
+    /// `switchboard::Server::max_websockets`.
+    pub max_websockets: Option<usize>,
 }
 
 impl Default for Options {
@@ -43,7 +43,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(5),
             tls: None,
             owned: std::env::var("SWITCHBOARD_TEST_SERVER").is_ok_and(|v| v == "owned"),
-            max_connections: None,
+            max_websockets: None,
         }
     }
 }
@@ -128,8 +128,8 @@ impl TestServer {
                         .workers(1)
                         .disable_signals()
                         .client_request_timeout(options.request_timeout);
-                    if let Some(max) = options.max_connections {
-                        server = server.max_connections(max);
+                    if let Some(max) = options.max_websockets {
+                        server = server.max_websockets(max);
                     }
                     server.listen(listener).expect("listen").run()
                 } else {
