@@ -3,8 +3,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::message::Text;
 use bytes::Bytes;
-use switchboard_actors::Text;
 
 use crate::socket::WebSocket;
 

@@ -5,9 +5,10 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::hub::Hub;
+use crate::metrics::Metrics;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, StreamHandler};
 use futures_util::Stream;
-use switchboard_actors::{Hub, Metrics};
 
 use crate::callbacks::{self, Panicked};
 use crate::config::Config;
@@ -234,7 +235,7 @@ impl Connection {
                 callbacks::call(callback, &self.ws, bytes)
             }
             Event::Ping(payload) => {
-                // One pong waits at most; refused once our close is queued, when no pong may
+                // A few pongs wait at most; refused once our close is queued, when no pong may
                 // follow it, and when the queue is full (then the connection is closing, 1008).
                 shared.queue_pong(shared.encode(OpCode::Pong, &payload));
                 let callback = shared.callbacks.lock().ping.clone();

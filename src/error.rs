@@ -1,6 +1,6 @@
 //! Errors of the WebSocket handle.
 
-use switchboard_actors::Message;
+use crate::message::Message;
 
 use crate::protocol::CloseCode;
 

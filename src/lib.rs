@@ -64,12 +64,16 @@ mod config;
 mod connection;
 mod error;
 mod handshake;
+mod hub;
 mod json;
 mod limits;
+mod message;
+mod metrics;
 mod outbound;
 pub mod protocol;
 mod raw_socket;
 mod route;
+mod runtime;
 mod server;
 pub mod shutdown;
 mod socket;
@@ -81,6 +85,9 @@ pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;
 pub use error::{InvalidCloseCode, SendError};
 pub use handshake::{accept_key, HandshakeRejection};
+pub use hub::{Hub, HubError, Member, PresenceChange, PresenceEvent, SessionId, Undelivered};
+pub use message::{Message, Text};
+pub use metrics::{DropReason, Metrics, MetricsSnapshot};
 pub use protocol::{CloseCode, CloseFrame};
 pub use raw_socket::on_connect;
 pub use route::{websocket, WebSocketRoute};
@@ -88,10 +95,6 @@ pub use route::{websocket, WebSocketRoute};
 pub use serde_json;
 pub use server::Server;
 pub use socket::{SendFuture, WebSocket};
-pub use switchboard_actors::{
-    DropReason, Hub, HubError, Member, Message, Metrics, MetricsSnapshot, PresenceChange, PresenceEvent, SessionId,
-    Text, Undelivered,
-};
 /// The rustls version the client's [`ClientBuilder::tls`] takes.
 pub use tokio_rustls::rustls;
 

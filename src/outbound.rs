@@ -27,6 +27,11 @@ pub(crate) const COALESCE_MAX: usize = 4 * 1024;
 /// The least the open buffer grows by: room for a burst of small frames in one allocation.
 const OPEN_MIN: usize = 1024;
 
+/// Pongs that may wait at once. Autobahn (cases 2.10 and 2.11) sends ten pings back to back and
+/// expects each answered, which RFC 6455 does not require but peers check; more than this many
+/// unanswered pings means a flood, and then only the newest is answered.
+pub(crate) const PONGS_MAX: usize = 16;
+
 /// An open buffer holding more spare room than this after a hand-out is released, so an idle
 /// connection does not keep the memory of its largest burst.
 const OPEN_RETAIN_MAX: usize = 8 * 1024;
@@ -46,7 +51,7 @@ pub(crate) enum FrameKind {
     /// Text, binary or continuation: counts against the limit.
     Data,
     /// A ping: counts against the limit too, so that a peer cannot make us queue control frames
-    /// without bound. (Pongs go in their own slot, [`Outbound::set_pong`].)
+    /// without bound. (Pongs have a small queue of their own, [`Outbound::push_pong`].)
     Control,
     /// The close frame: the last frame queued, let through whatever the queue holds.
     Close,
@@ -106,10 +111,11 @@ struct State {
     /// The transport holds chunks it took and has not yet reported written
     /// ([`Outbound::release`]): a write-through would pass them, so it waits.
     held: bool,
-    /// The one pong waiting to be written: a newer ping's pong replaces it (RFC 6455 §5.5.3
-    /// allows answering only the most recent ping), so a ping flood queues one pong, not one per
-    /// ping. It goes out ahead of queued data, between frames.
-    pong: Option<Bytes>,
+    /// Pongs waiting to be written, at most [`PONGS_MAX`]; past that a newer ping's pong replaces
+    /// the newest waiting one (RFC 6455 §5.5.3 allows answering only the most recent ping), so a
+    /// ping flood holds a few pongs, not one per ping. They go out ahead of queued data, between
+    /// frames.
+    pongs: VecDeque<Bytes>,
     /// Chunks handed to the transport so far: the progress a transport that cannot see the
     /// socket (actix-web's) makes, for the write timeout.
     taken: u64,
@@ -196,24 +202,32 @@ impl Outbound {
         Ok(seq)
     }
 
-    /// Puts `pong` in the pong slot, replacing one not yet written. It counts against the limit.
+    /// Queues `pong`; when [`PONGS_MAX`] wait already, it replaces the newest of them. It counts
+    /// against the limit.
     ///
     /// # Errors
     ///
     /// [`PushError::Closed`] once the connection is closing, [`PushError::Full`] when the queue is
     /// at its limit (the peer is not reading).
-    pub(crate) fn set_pong(&self, pong: Bytes) -> Result<(), PushError> {
+    pub(crate) fn push_pong(&self, pong: Bytes) -> Result<(), PushError> {
         let mut state = self.state.lock();
         if state.closing || state.finished || state.aborted {
             return Err(PushError::Closed);
         }
-        let replaced = state.pong.as_ref().map_or(0, Bytes::len);
+        let replaced = if state.pongs.len() >= PONGS_MAX {
+            state.pongs.back().map_or(0, Bytes::len)
+        } else {
+            0
+        };
         let queued = state.queued_bytes - replaced + pong.len();
         if queued > state.limit {
             return Err(PushError::Full);
         }
         state.queued_bytes = queued;
-        state.pong = Some(pong);
+        if state.pongs.len() >= PONGS_MAX {
+            state.pongs.pop_back();
+        }
+        state.pongs.push_back(pong);
         let reader = state.reader.take();
         drop(state);
         wake(reader);
@@ -251,7 +265,7 @@ impl Outbound {
             state.aborted = true;
             state.chunks.clear();
             state.carry.clear();
-            state.pong = None;
+            state.pongs.clear();
             state.open = BytesMut::new();
             state.queued_bytes = 0;
             (state.reader.take(), std::mem::take(&mut state.waiters))
@@ -285,7 +299,7 @@ impl Outbound {
             };
             state.chunks.clear();
             state.open.clear();
-            state.pong = None;
+            state.pongs.clear();
             state.queued_bytes = rest.as_ref().map_or(0, |c| c.bytes.len());
             let first_lost = state.written + 1 + u64::from(rest.is_some());
             state.lost = (first_lost, state.pushed);
@@ -401,7 +415,7 @@ impl State {
     /// wakers go into `woken`, to wake once the lock is released.
     fn take_chunk(&mut self, woken: &mut Vec<Waker>) -> Option<Bytes> {
         if !self.mid_frame {
-            if let Some(pong) = self.pong.take() {
+            if let Some(pong) = self.pongs.pop_front() {
                 self.queued_bytes -= pong.len();
                 self.taken += 1;
                 return Some(pong);
@@ -652,35 +666,41 @@ mod tests {
             Err(PushError::Full)
         );
         assert_eq!(queue.push(data(b"ping"), FrameKind::Control), Err(PushError::Full));
-        assert_eq!(queue.set_pong(data(b"pong")), Err(PushError::Full));
-        queue.set_pong(data(b"po")).unwrap();
+        assert_eq!(queue.push_pong(data(b"pong")), Err(PushError::Full));
+        queue.push_pong(data(b"po")).unwrap();
         assert_eq!(queue.queued_bytes(), 5);
         assert!(queue.push(data(b"close"), FrameKind::Close).is_ok());
         assert_eq!(queue.queued_bytes(), 10);
     }
 
     #[test]
-    fn a_newer_pong_replaces_an_unwritten_one_and_goes_between_frames() {
+    fn past_its_few_pongs_a_newer_pong_replaces_the_newest_and_they_go_between_frames() {
         let queue = Outbound::new(1 << 20);
         let mut stream = OutboundStream(queue.clone());
+        let pong = |i: u32| Bytes::from(i.to_be_bytes().to_vec());
         for i in 0..10_000u32 {
-            queue.set_pong(Bytes::from(i.to_be_bytes().to_vec())).unwrap();
+            queue.push_pong(pong(i)).unwrap();
         }
-        assert_eq!(queue.queued_bytes(), 4, "one pong is held, not ten thousand");
         assert_eq!(
-            next(&mut stream),
-            Poll::Ready(Some(Bytes::from(9_999u32.to_be_bytes().to_vec())))
+            queue.queued_bytes(),
+            4 * PONGS_MAX,
+            "a few pongs are held, not ten thousand"
         );
+        // The first ones in order, then the newest in the last place.
+        for i in 0..PONGS_MAX as u32 - 1 {
+            assert_eq!(next(&mut stream), Poll::Ready(Some(pong(i))));
+        }
+        assert_eq!(next(&mut stream), Poll::Ready(Some(pong(9_999))));
         // A pong never cuts a frame queued as header and payload in two.
         queue.push_parts(data(b"h"), data(b"body"), FrameKind::Data).unwrap();
         assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"h"))));
-        queue.set_pong(data(b"pong")).unwrap();
+        queue.push_pong(data(b"pong")).unwrap();
         assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"body"))));
         assert_eq!(next(&mut stream), Poll::Ready(Some(data(b"pong"))));
         let (taken, waiting) = queue.progress();
-        assert_eq!((taken, waiting), (4, false));
+        assert_eq!((taken, waiting), (PONGS_MAX as u64 + 3, false));
         queue.push(data(b"close"), FrameKind::Close).unwrap();
-        assert_eq!(queue.set_pong(data(b"late")), Err(PushError::Closed));
+        assert_eq!(queue.push_pong(data(b"late")), Err(PushError::Closed));
     }
 
     #[test]

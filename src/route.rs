@@ -4,11 +4,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::hub::Hub;
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use switchboard_actors::Hub;
 
 use crate::config::Config;
 use crate::connection::Pending;
@@ -213,7 +213,7 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     );
     let ws = pending.socket().clone();
     // Joining before the handler runs lets the handler's own broadcasts include this session.
-    hub.connect_with(ws.id(), state.name.clone(), ws.shared.clone(), state.config.max_rooms)
+    hub.connect(ws.id(), state.name.clone(), ws.shared.clone(), state.config.max_rooms)
         .map_err(|error| {
             let rejection = HandshakeRejection::Overloaded;
             log::warn!(

@@ -22,8 +22,8 @@
 
 use std::time::Duration;
 
+use crate::hub::Hub;
 use actix_web::dev::ServerHandle;
-use switchboard_actors::Hub;
 
 use crate::protocol::CloseCode;
 

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::hub::{SessionId, SessionSink, Undelivered};
+use crate::message::{Message, Outgoing, Text};
+use crate::metrics::Metrics;
 use actix::Recipient;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use switchboard_actors::{Message, Metrics, Outgoing, SessionId, SessionSink, Text, Undelivered};
 use tokio::sync::watch;
 
 use crate::callbacks::{Callback, Callbacks};
@@ -150,9 +152,9 @@ impl Shared {
         }
     }
 
-    /// Queues the pong to a ping in the pong slot (replacing one not yet written).
+    /// Queues the pong to a ping (past a few waiting, it replaces the newest of them).
     pub(crate) fn queue_pong(&self, pong: Bytes) {
-        if self.outbound.set_pong(pong) == Err(PushError::Full) {
+        if self.outbound.push_pong(pong) == Err(PushError::Full) {
             self.queue_full();
         }
     }
@@ -224,13 +226,8 @@ impl SessionSink for Shared {
         }
     }
 
-    fn close(&self, code: u16, reason: &str) {
-        let code = CloseCode(code);
-        if !code.is_valid_on_wire() {
-            log::warn!("session {}: close code {} cannot be sent; not closing", self.id, code.0);
-            return;
-        }
-        self.start_close(CloseFrame::new(code, reason));
+    fn close(&self, frame: &CloseFrame) {
+        self.start_close(frame.clone());
     }
 }
 

@@ -14,13 +14,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::hub::Hub;
 use actix_codec::{Framed, FramedParts};
 use actix_http::body::{self, BodySize, BoxBody, MessageBody};
 use actix_http::{h1, ConnectionType, HttpMessage, Request, Response, StatusCode};
 use actix_service::Service;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use switchboard_actors::Hub;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;

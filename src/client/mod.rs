@@ -30,7 +30,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use switchboard_actors::Metrics;
+use crate::metrics::Metrics;
 use tokio_rustls::rustls::ClientConfig;
 
 pub use error::ConnectError;
@@ -171,7 +171,7 @@ impl ClientBuilder {
             return self.connect_here().await;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = switchboard_actors::runtime::background().spawn(async move {
+        let spawned = crate::runtime::background().spawn(async move {
             let _ = tx.send(self.connect_here().await);
         });
         if !spawned {

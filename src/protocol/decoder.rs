@@ -1,7 +1,7 @@
 //! The receiving half of the protocol: bytes in, validated events out.
 
+use crate::message::Text;
 use bytes::{Buf, Bytes, BytesMut};
-use switchboard_actors::Text;
 
 use super::close::CloseFrame;
 use super::frame::{FrameHeader, OpCode};

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::message::Outgoing;
+use crate::protocol::CloseFrame;
 
 /// A session's id, unique within the process.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,7 +51,7 @@ pub enum Undelivered {
 ///
 /// The connection layer implements it by putting the message's frame on the session's bounded
 /// outbound queue. `deliver` must not block: it is called from the supervisor's thread.
-pub trait SessionSink: Send + Sync + 'static {
+pub(crate) trait SessionSink: Send + Sync + 'static {
     /// Queues `message` for the session.
     ///
     /// # Errors
@@ -58,6 +59,7 @@ pub trait SessionSink: Send + Sync + 'static {
     /// [`Undelivered`] when the session can take no more; the supervisor counts it and moves on.
     fn deliver(&self, message: &Outgoing) -> Result<(), Undelivered>;
 
-    /// Starts closing the session with `code` and `reason`, after what is already queued.
-    fn close(&self, code: u16, reason: &str);
+    /// Starts closing the session with `frame` (its code valid on the wire), after what is
+    /// already queued.
+    fn close(&self, frame: &CloseFrame);
 }

@@ -161,7 +161,7 @@ impl<const N: usize> From<&[u8; N]> for Message {
 /// Cloning shares the message. A server's frames are not masked, so the bytes on the wire are the
 /// same for every recipient: the first session to send it encodes it, the others reuse the bytes.
 #[derive(Clone)]
-pub struct Outgoing(Arc<OutgoingInner>);
+pub(crate) struct Outgoing(Arc<OutgoingInner>);
 
 struct OutgoingInner {
     message: Message,
@@ -170,7 +170,7 @@ struct OutgoingInner {
 
 impl Outgoing {
     /// Wraps a message for delivery.
-    pub fn new(message: impl Into<Message>) -> Self {
+    pub(crate) fn new(message: impl Into<Message>) -> Self {
         Outgoing(Arc::new(OutgoingInner {
             message: message.into(),
             frame: OnceLock::new(),
@@ -178,14 +178,14 @@ impl Outgoing {
     }
 
     /// The message.
-    pub fn message(&self) -> &Message {
+    pub(crate) fn message(&self) -> &Message {
         &self.0.message
     }
 
     /// The encoded frame, made by `encode` on the first call and shared after that.
     ///
     /// Every caller must pass the same encoding (an unmasked server frame).
-    pub fn frame(&self, encode: impl FnOnce(&Message) -> Bytes) -> Bytes {
+    pub(crate) fn frame(&self, encode: impl FnOnce(&Message) -> Bytes) -> Bytes {
         self.0.frame.get_or_init(|| encode(&self.0.message)).clone()
     }
 }

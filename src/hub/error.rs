@@ -1,6 +1,7 @@
 //! Errors of the hub.
 
-use crate::session::{SessionId, Undelivered};
+use super::session::{SessionId, Undelivered};
+use crate::protocol::CloseCode;
 
 /// Why a hub request did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +25,10 @@ pub enum HubError {
     TooManyRooms {
         /// The session.
         id: SessionId,
-        /// Its cap (`Config::max_rooms` in switchboard).
+        /// Its cap ([`Config::max_rooms`](crate::Config::max_rooms)).
         max: usize,
     },
+    /// A close code that may not be sent in a close frame (RFC 6455 §7.4); nothing was sent.
+    #[error("close code {} may not be sent in a close frame", .0 .0)]
+    InvalidCloseCode(CloseCode),
 }

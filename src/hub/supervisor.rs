@@ -14,28 +14,26 @@ use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message as ActixMessage, MessageResult};
 
-use crate::error::HubError;
-use crate::fanout::{Fanout, Home};
+use super::error::HubError;
+use super::fanout::{Fanout, Home};
+use super::session::{SessionId, SessionSink, Undelivered};
 use crate::message::Outgoing;
 use crate::metrics::{DropReason, Metrics};
-use crate::session::{SessionId, SessionSink};
+use crate::protocol::CloseFrame;
 
 /// The supervisor's mailbox capacity. actix's default (16) refused upgrades during a burst of
 /// reconnects; this is enough for thousands of connections arriving together, and still a bound
 /// on what callers can pile up while the supervisor is busy.
-pub const MAILBOX_CAPACITY: usize = 4096;
+pub(crate) const MAILBOX_CAPACITY: usize = 4096;
 
-/// The default of [`Connect::max_rooms`]: rooms one session may be in at once.
-pub const DEFAULT_MAX_ROOMS: usize = 100;
-
-/// The registry actor. Start it with [`Hub::start`](crate::Hub::start).
+/// The registry actor, started by [`Hub::start`](crate::Hub::start).
 #[derive(Default)]
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     pub(crate) routes: HashMap<String, BTreeSet<SessionId>>,
     pub(crate) sessions: HashMap<SessionId, Session>,
     /// The hub's counters: deliveries refused by their session are counted there, by reason.
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) rooms: crate::rooms::Rooms,
+    pub(crate) rooms: super::rooms::Rooms,
     /// Each route's sessions grouped by thread, built on the first broadcast after a change.
     fanouts: HashMap<String, Arc<Fanout>>,
 }
@@ -91,7 +89,7 @@ impl Supervisor {
 /// Makes a route known, with no sessions yet. Registering twice is harmless.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]
-pub struct RegisterRoute(pub String);
+pub(crate) struct RegisterRoute(pub(crate) String);
 
 impl Handler<RegisterRoute> for Supervisor {
     type Result = ();
@@ -103,17 +101,17 @@ impl Handler<RegisterRoute> for Supervisor {
 /// A session joins its route.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct Connect {
+pub(crate) struct Connect {
     /// The session.
-    pub id: SessionId,
+    pub(crate) id: SessionId,
     /// The route it connected through (its pattern, such as `/rooms/{room}`).
-    pub route: String,
+    pub(crate) route: String,
     /// Where its messages go.
-    pub sink: Arc<dyn SessionSink>,
+    pub(crate) sink: Arc<dyn SessionSink>,
     /// The thread its connection runs on, so broadcasts can be fanned out per thread.
-    pub home: Option<Home>,
+    pub(crate) home: Option<Home>,
     /// The most rooms it may be in at once.
-    pub max_rooms: usize,
+    pub(crate) max_rooms: usize,
 }
 
 impl std::fmt::Debug for Connect {
@@ -149,7 +147,7 @@ impl Handler<Connect> for Supervisor {
 /// session in many rooms does not hold up everyone else's messages (`rooms.rs`).
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]
-pub struct Disconnect(pub SessionId);
+pub(crate) struct Disconnect(pub(crate) SessionId);
 
 impl Handler<Disconnect> for Supervisor {
     type Result = ();
@@ -170,13 +168,13 @@ impl Handler<Disconnect> for Supervisor {
 /// sessions it was handed to.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
-pub struct Broadcast {
+pub(crate) struct Broadcast {
     /// The route's pattern.
-    pub route: String,
+    pub(crate) route: String,
     /// The message, encoded once for all recipients.
-    pub message: Outgoing,
+    pub(crate) message: Outgoing,
     /// A session to leave out, typically the sender.
-    pub except: Option<SessionId>,
+    pub(crate) except: Option<SessionId>,
 }
 
 impl Handler<Broadcast> for Supervisor {
@@ -197,11 +195,11 @@ impl Handler<Broadcast> for Supervisor {
 /// Delivers a message to one session.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Result<(), HubError>")]
-pub struct SendTo {
+pub(crate) struct SendTo {
     /// The session.
-    pub id: SessionId,
+    pub(crate) id: SessionId,
     /// The message.
-    pub message: Outgoing,
+    pub(crate) message: Outgoing,
 }
 
 impl Handler<SendTo> for Supervisor {
@@ -214,7 +212,7 @@ impl Handler<SendTo> for Supervisor {
 /// Lists the sessions of a route, in id order.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Vec<SessionId>")]
-pub struct Sessions(pub String);
+pub(crate) struct Sessions(pub(crate) String);
 
 impl Handler<Sessions> for Supervisor {
     type Result = MessageResult<Sessions>;
@@ -231,7 +229,7 @@ impl Handler<Sessions> for Supervisor {
 /// Lists the known routes, sorted.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Vec<String>")]
-pub struct Routes;
+pub(crate) struct Routes;
 
 impl Handler<Routes> for Supervisor {
     type Result = MessageResult<Routes>;
@@ -245,11 +243,9 @@ impl Handler<Routes> for Supervisor {
 /// Closes every session with a code and reason; answers how many there were.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
-pub struct CloseAll {
-    /// The close code.
-    pub code: u16,
-    /// The close reason.
-    pub reason: String,
+pub(crate) struct CloseAll {
+    /// The close frame, its code valid on the wire.
+    pub(crate) frame: CloseFrame,
 }
 
 impl Handler<CloseAll> for Supervisor {
@@ -257,16 +253,16 @@ impl Handler<CloseAll> for Supervisor {
     fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) -> usize {
         self.sessions
             .values()
-            .for_each(|session| session.sink.close(msg.code, &msg.reason));
+            .for_each(|session| session.sink.close(&msg.frame));
         self.sessions.len()
     }
 }
 
-impl From<crate::session::Undelivered> for DropReason {
-    fn from(reason: crate::session::Undelivered) -> Self {
+impl From<Undelivered> for DropReason {
+    fn from(reason: Undelivered) -> Self {
         match reason {
-            crate::session::Undelivered::Closed => DropReason::Closed,
-            crate::session::Undelivered::QueueFull => DropReason::QueueFull,
+            Undelivered::Closed => DropReason::Closed,
+            Undelivered::QueueFull => DropReason::QueueFull,
         }
     }
 }
@@ -277,7 +273,9 @@ mod tests {
 
     use parking_lot::Mutex;
 
-    use crate::{Hub, HubError, Message, Outgoing, SessionId, SessionSink, Undelivered};
+    use crate::hub::{Hub, HubError, SessionId, SessionSink, Undelivered};
+    use crate::message::{Message, Outgoing};
+    use crate::protocol::CloseFrame;
 
     /// A session that records what it is given, or refuses everything once closed.
     #[derive(Default)]
@@ -295,14 +293,14 @@ mod tests {
             Ok(())
         }
 
-        fn close(&self, code: u16, _: &str) {
-            self.got.lock().push(Message::from(format!("closed {code}")));
+        fn close(&self, frame: &CloseFrame) {
+            self.got.lock().push(Message::from(format!("closed {}", frame.code.0)));
         }
     }
 
     fn join(hub: &Hub, route: &str, sink: &Arc<Recorder>) -> SessionId {
         let id = SessionId::next();
-        hub.connect(id, route, sink.clone()).unwrap();
+        hub.connect(id, route, sink.clone(), 100).unwrap();
         id
     }
 
@@ -405,7 +403,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn the_joiner_gets_the_state_and_every_member_gets_diffs() {
-        use crate::rooms::PresenceChange;
+        use crate::hub::rooms::PresenceChange;
         let hub = Hub::start();
         hub.on_presence(|event| {
             let verb = if event.change == PresenceChange::Joined {
@@ -457,7 +455,7 @@ mod tests {
         let hub = Hub::start();
         let sink = Arc::new(Recorder::default());
         let id = SessionId::next();
-        hub.connect_with(id, "/chat", sink, 3).unwrap();
+        hub.connect(id, "/chat", sink, 3).unwrap();
         for room in ["a", "b", "c"] {
             hub.join(id, room).await.unwrap();
         }
@@ -473,12 +471,12 @@ mod tests {
 
     #[actix_rt::test]
     async fn the_leaves_of_a_disconnect_are_announced_in_slices_with_other_messages_between() {
-        use crate::rooms::LEAVE_SLICE;
+        use crate::hub::rooms::LEAVE_SLICE;
         let hub = Hub::start();
         hub.on_presence(|event| Some(Message::from(format!("left {}", event.room))));
         let rooms = 3 * LEAVE_SLICE + 1;
         let leaver = SessionId::next();
-        hub.connect_with(leaver, "/chat", Arc::new(Recorder::default()), rooms)
+        hub.connect(leaver, "/chat", Arc::new(Recorder::default()), rooms)
             .unwrap();
         let watcher = Arc::new(Recorder::default());
         let watcher_id = join(&hub, "/chat", &watcher);

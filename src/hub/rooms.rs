@@ -17,16 +17,16 @@ use std::sync::Arc;
 
 use actix::{AsyncContext, Context, Handler, Message as ActixMessage, MessageResult};
 
-use crate::error::HubError;
-use crate::fanout::Fanout;
+use super::error::HubError;
+use super::fanout::Fanout;
+use super::session::SessionId;
+use super::supervisor::Supervisor;
 use crate::message::{Message, Outgoing};
-use crate::session::SessionId;
-use crate::supervisor::Supervisor;
 
 /// How many of a disconnected session's rooms are announced per turn of the supervisor. Each
 /// announcement is one fan-out (a few microseconds), so a slice stays far under a millisecond
 /// while messages from other sessions wait.
-pub const LEAVE_SLICE: usize = 16;
+pub(crate) const LEAVE_SLICE: usize = 16;
 
 /// A member of a room, as presence reports it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,11 +64,11 @@ pub struct PresenceEvent {
 
 /// Turns a presence diff into the message for the room's members (or `None` for silence). It
 /// runs on the supervisor's thread: keep it quick.
-pub type PresenceListener = Arc<dyn Fn(&PresenceEvent) -> Option<Message> + Send + Sync>;
+pub(crate) type PresenceListener = Arc<dyn Fn(&PresenceEvent) -> Option<Message> + Send + Sync>;
 
 /// Turns a room's member list into the message for the session that just joined it (or `None`).
 /// It runs on the supervisor's thread: keep it quick.
-pub type PresenceStateListener = Arc<dyn Fn(&str, &[Member]) -> Option<Message> + Send + Sync>;
+pub(crate) type PresenceStateListener = Arc<dyn Fn(&str, &[Member]) -> Option<Message> + Send + Sync>;
 
 /// The supervisor's room and user registry.
 #[derive(Default)]
@@ -218,11 +218,11 @@ impl Handler<DrainLeaves> for Supervisor {
 /// Puts a session in a room; answers the members after it joined.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Result<Vec<Member>, HubError>")]
-pub struct Join {
+pub(crate) struct Join {
     /// The session.
-    pub id: SessionId,
+    pub(crate) id: SessionId,
     /// The room (created by its first member).
-    pub room: String,
+    pub(crate) room: String,
 }
 
 impl Handler<Join> for Supervisor {
@@ -259,11 +259,11 @@ impl Handler<Join> for Supervisor {
 /// Takes a session out of a room; answers whether it was in it.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "bool")]
-pub struct Leave {
+pub(crate) struct Leave {
     /// The session.
-    pub id: SessionId,
+    pub(crate) id: SessionId,
     /// The room.
-    pub room: String,
+    pub(crate) room: String,
 }
 
 impl Handler<Leave> for Supervisor {
@@ -277,13 +277,13 @@ impl Handler<Leave> for Supervisor {
 /// handed to.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
-pub struct BroadcastRoom {
+pub(crate) struct BroadcastRoom {
     /// The room.
-    pub room: String,
+    pub(crate) room: String,
     /// The message, encoded once for every member.
-    pub message: Outgoing,
+    pub(crate) message: Outgoing,
     /// A member to leave out (typically the sender).
-    pub except: Option<SessionId>,
+    pub(crate) except: Option<SessionId>,
 }
 
 impl Handler<BroadcastRoom> for Supervisor {
@@ -296,7 +296,7 @@ impl Handler<BroadcastRoom> for Supervisor {
 /// The members of a room, in id order.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Vec<Member>")]
-pub struct Members(pub String);
+pub(crate) struct Members(pub(crate) String);
 
 impl Handler<Members> for Supervisor {
     type Result = MessageResult<Members>;
@@ -309,13 +309,13 @@ impl Handler<Members> for Supervisor {
 /// answers whether the session has it now.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Result<bool, HubError>")]
-pub struct SetUser {
+pub(crate) struct SetUser {
     /// The session.
-    pub id: SessionId,
+    pub(crate) id: SessionId,
     /// The user name or key.
-    pub user: String,
+    pub(crate) user: String,
     /// Refuse when another session has this user.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
 }
 
 impl Handler<SetUser> for Supervisor {
@@ -340,11 +340,11 @@ impl Handler<SetUser> for Supervisor {
 /// Delivers to every session of a user; answers how many took it.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "usize")]
-pub struct SendToUser {
+pub(crate) struct SendToUser {
     /// The user name or key.
-    pub user: String,
+    pub(crate) user: String,
     /// The message.
-    pub message: Outgoing,
+    pub(crate) message: Outgoing,
 }
 
 impl Handler<SendToUser> for Supervisor {
@@ -361,11 +361,11 @@ impl Handler<SendToUser> for Supervisor {
 /// join and leave, and the state listener for the session that joins.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct SetPresenceListener {
+pub(crate) struct SetPresenceListener {
     /// The diff listener.
-    pub diff: Option<PresenceListener>,
+    pub(crate) diff: Option<PresenceListener>,
     /// The state listener.
-    pub state: Option<PresenceStateListener>,
+    pub(crate) state: Option<PresenceStateListener>,
 }
 
 impl std::fmt::Debug for SetPresenceListener {

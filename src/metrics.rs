@@ -96,57 +96,57 @@ pub struct MetricsSnapshot {
 
 impl Metrics {
     /// A connection opened.
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection closed with `code`.
-    pub fn connection_closed(&self, code: u16) {
+    pub(crate) fn connection_closed(&self, code: u16) {
         self.connections_closed.fetch_add(1, Ordering::Relaxed);
         *self.closes.lock().entry(code).or_default() += 1;
     }
 
     /// A message of `bytes` payload bytes arrived.
-    pub fn message_in(&self, bytes: usize) {
+    pub(crate) fn message_in(&self, bytes: usize) {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// A message encoded as `bytes` frame bytes was queued.
-    pub fn message_out(&self, bytes: usize) {
+    pub(crate) fn message_out(&self, bytes: usize) {
         self.messages_out.fetch_add(1, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// A connection was failed for a protocol error.
-    pub fn protocol_error(&self) {
+    pub(crate) fn protocol_error(&self) {
         self.protocol_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection was closed for backpressure.
-    pub fn backpressure_close(&self) {
+    pub(crate) fn backpressure_close(&self) {
         self.backpressure_closes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection was dropped for not answering a keepalive ping.
-    pub fn keepalive_timeout(&self) {
+    pub(crate) fn keepalive_timeout(&self) {
         self.keepalive_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection was aborted because its socket accepted nothing for `write_timeout`.
-    pub fn write_timeout(&self) {
+    pub(crate) fn write_timeout(&self) {
         self.write_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `count` hub deliveries were dropped for `reason`.
-    pub fn undelivered(&self, reason: DropReason, count: u64) {
+    pub(crate) fn undelivered(&self, reason: DropReason, count: u64) {
         if let Some(counter) = self.undelivered.get(reason.index()) {
             counter.fetch_add(count, Ordering::Relaxed);
         }
     }
 
     /// A hub call was refused because the supervisor's mailbox was full.
-    pub fn hub_refusal(&self) {
+    pub(crate) fn hub_refusal(&self) {
         self.hub_refusals.fetch_add(1, Ordering::Relaxed);
     }
 

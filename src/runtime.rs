@@ -10,7 +10,7 @@ use actix_rt::ArbiterHandle;
 /// # Panics
 ///
 /// When the operating system refuses to start the thread.
-pub fn background() -> ArbiterHandle {
+pub(crate) fn background() -> ArbiterHandle {
     static BACKGROUND: OnceLock<ArbiterHandle> = OnceLock::new();
     BACKGROUND.get_or_init(start).clone()
 }

@@ -22,10 +22,10 @@ use std::thread::ThreadId;
 use actix_rt::ArbiterHandle;
 use parking_lot::Mutex;
 
+use super::session::{SessionId, SessionSink};
+use super::supervisor::Session;
 use crate::message::Outgoing;
 use crate::metrics::{DropReason, Metrics};
-use crate::session::{SessionId, SessionSink};
-use crate::supervisor::Session;
 
 /// Broadcasts that may wait for one worker thread. A healthy worker takes its queue within
 /// microseconds, so thousands waiting means it is stuck or overloaded; each one holds only a
@@ -34,14 +34,14 @@ pub(crate) const SHARD_BACKLOG_MAX: usize = 4096;
 
 /// The actix arbiter (thread) a session's connection runs on.
 #[derive(Debug, Clone)]
-pub struct Home {
+pub(crate) struct Home {
     thread: ThreadId,
     arbiter: ArbiterHandle,
 }
 
 impl Home {
     /// The arbiter of the calling thread, if it is one.
-    pub fn current() -> Option<Home> {
+    pub(crate) fn current() -> Option<Home> {
         actix_rt::Arbiter::try_current().map(|arbiter| Home {
             thread: std::thread::current().id(),
             arbiter,
@@ -191,8 +191,9 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+    use crate::hub::Undelivered;
     use crate::message::Message;
-    use crate::session::Undelivered;
+    use crate::protocol::CloseFrame;
 
     /// Records every delivery, in the order they happened, in a log shared by all sessions.
     struct Logger {
@@ -208,7 +209,7 @@ mod tests {
             Ok(())
         }
 
-        fn close(&self, _: u16, _: &str) {}
+        fn close(&self, _: &CloseFrame) {}
     }
 
     /// `count` sessions logging into `log`, each delivery also signalled on `done`.

@@ -1,22 +1,40 @@
-//! The hub: a cheap, cloneable handle on the supervisor, usable from any thread or task.
+//! The hub: the supervisor that knows every route, session and room, and [`Hub`], the cheap,
+//! cloneable handle any Rust code uses to reach it.
+//!
+//! The supervisor is an actor; the hub sends it messages. Connections register with it when they
+//! start and leave when they stop (the plumbing is crate-private); applications broadcast,
+//! send to one session or user, and manage rooms and presence through the hub.
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `supervisor.rs` | the registry actor, its bounded mailbox, route broadcast and send-to-one |
+//! | `rooms.rs` | rooms, users, presence (state for the joiner, diffs for members) |
+//! | `fanout.rs` | broadcast fan-out grouped by worker thread, with a bounded backlog |
+//! | `session.rs` | session ids and the sink a connection registers |
+//! | `error.rs` | [`HubError`] |
+
+mod error;
+mod fanout;
+pub(crate) mod rooms;
+mod session;
+pub(crate) mod supervisor;
 
 use std::sync::{Arc, OnceLock};
 
 use actix::dev::SendError;
 use actix::{Actor, Addr};
 
-use crate::error::HubError;
-use crate::fanout::Home;
+pub use error::HubError;
+pub use rooms::{Member, PresenceChange, PresenceEvent};
+pub(crate) use session::SessionSink;
+pub use session::{SessionId, Undelivered};
+
 use crate::message::{Message, Outgoing};
 use crate::metrics::Metrics;
-use crate::rooms::{
-    BroadcastRoom, Join, Leave, Member, Members, PresenceEvent, SendToUser, SetPresenceListener, SetUser,
-};
-use crate::session::{SessionId, SessionSink};
-use crate::supervisor::DEFAULT_MAX_ROOMS;
-use crate::supervisor::{
-    Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor,
-};
+use crate::protocol::CloseCode;
+use fanout::Home;
+use rooms::{BroadcastRoom, Join, Leave, Members, SendToUser, SetPresenceListener, SetUser};
+use supervisor::{Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor};
 
 /// A handle on the [`Supervisor`]: broadcast to a route, send to one session, list sessions.
 ///
@@ -24,14 +42,13 @@ use crate::supervisor::{
 /// tokio task. Its futures can be awaited on any executor.
 ///
 /// ```
-/// use switchboard_actors::Hub;
+/// use switchboard::Hub;
 ///
 /// # actix_rt::System::new().block_on(async {
 /// let hub = Hub::start();
-/// hub.register_route("/feed");
-/// // From anywhere: reach every session of the route (none yet).
+/// // From anywhere: reach every session of a route (none yet).
 /// assert_eq!(hub.broadcast("/feed", "news").await, Ok(0));
-/// assert_eq!(hub.routes().await, Ok(vec!["/feed".to_string()]));
+/// assert_eq!(hub.sessions("/feed").await, Ok(vec![]));
 /// # });
 /// ```
 #[derive(Clone, Debug)]
@@ -54,8 +71,8 @@ impl Hub {
         }
     }
 
-    /// The process-wide hub, started on first use on the [background
-    /// arbiter](crate::runtime::background).
+    /// The process-wide hub, started on first use on switchboard's background arbiter (a thread
+    /// of its own).
     ///
     /// Routes that were given no hub (neither through their builder nor through `app_data`) use
     /// it, so one server's routes can reach each other without any setup. It lives as long as the
@@ -193,18 +210,8 @@ impl Hub {
 
     /// Makes a route known before any session connects. Used by the server when it mounts a
     /// route: once per mounted route and worker, so it bypasses the mailbox bound.
-    pub fn register_route(&self, route: impl Into<String>) {
+    pub(crate) fn register_route(&self, route: impl Into<String>) {
         self.addr.do_send(RegisterRoute(route.into()));
-    }
-
-    /// Registers a session that may be in at most 100 rooms at once. Used by the connection
-    /// layer when a connection starts; see [`Hub::connect_with`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Hub::connect_with`].
-    pub fn connect(&self, id: SessionId, route: impl Into<String>, sink: Arc<dyn SessionSink>) -> Result<(), HubError> {
-        self.connect_with(id, route, sink, DEFAULT_MAX_ROOMS)
     }
 
     /// Registers a session that may be in at most `max_rooms` rooms at once. Used by the
@@ -214,7 +221,7 @@ impl Hub {
     ///
     /// [`HubError::Full`] when the supervisor's mailbox is full: the server should refuse the
     /// connection (503) rather than queue without bound; [`HubError::SupervisorGone`].
-    pub fn connect_with(
+    pub(crate) fn connect(
         &self,
         id: SessionId,
         route: impl Into<String>,
@@ -237,7 +244,7 @@ impl Hub {
     ///
     /// It bypasses the mailbox bound, so that a session always leaves: it is sent at most once
     /// per session that [`Hub::connect`] registered, which bounds it.
-    pub fn disconnect(&self, id: SessionId) {
+    pub(crate) fn disconnect(&self, id: SessionId) {
         self.addr.do_send(Disconnect(id));
     }
 
@@ -247,11 +254,15 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`HubError::SupervisorGone`] when the supervisor has stopped.
-    pub async fn close_all(&self, code: u16, reason: &str) -> Result<usize, HubError> {
+    /// [`HubError::InvalidCloseCode`] for a code that may not be sent (RFC 6455 §7.4; nothing is
+    /// sent), [`HubError::SupervisorGone`] when the supervisor has stopped.
+    pub async fn close_all(&self, code: impl Into<CloseCode>, reason: &str) -> Result<usize, HubError> {
+        let code = code.into();
+        if !code.is_valid_on_wire() {
+            return Err(HubError::InvalidCloseCode(code));
+        }
         let request = self.addr.send(CloseAll {
-            code,
-            reason: reason.to_owned(),
+            frame: crate::protocol::CloseFrame::new(code, reason),
         });
         request.await.map_err(|_| HubError::SupervisorGone)
     }
@@ -263,7 +274,7 @@ impl Hub {
     }
 
     /// The shared counters, for the connection layer to count into.
-    pub fn metrics_handle(&self) -> Arc<Metrics> {
+    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
         self.metrics.clone()
     }
 
@@ -400,9 +411,9 @@ mod tests {
 
     use actix::Actor;
 
-    use super::Hub;
-    use crate::supervisor::MAILBOX_CAPACITY;
-    use crate::{HubError, Metrics, Supervisor};
+    use super::supervisor::{Supervisor, MAILBOX_CAPACITY};
+    use super::{Hub, HubError};
+    use crate::metrics::Metrics;
 
     #[test]
     fn try_publish_is_refused_and_counted_while_the_supervisor_is_busy() {
