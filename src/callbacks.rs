@@ -39,12 +39,15 @@ pub(crate) struct Panicked(pub(crate) String);
 /// suffers for it.
 pub(crate) fn call<T>(callback: Option<Callback<T>>, socket: &WebSocket, value: T) -> Result<(), Panicked> {
     let Some(callback) = callback else { return Ok(()) };
-    catch_unwind(AssertUnwindSafe(|| callback(socket, value))).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string payload".to_string());
-        Panicked(message)
-    })
+    catch_unwind(AssertUnwindSafe(|| callback(socket, value))).map_err(panicked)
+}
+
+/// What a caught panic says.
+pub(crate) fn panicked(payload: Box<dyn std::any::Any + Send>) -> Panicked {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_string());
+    Panicked(message)
 }

@@ -69,7 +69,6 @@ mod json;
 mod limits;
 mod message;
 mod metrics;
-mod outbound;
 pub mod protocol;
 mod raw_socket;
 mod route;
@@ -78,8 +77,6 @@ mod server;
 pub mod shutdown;
 mod socket;
 mod takeover;
-mod timers;
-mod writer;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;

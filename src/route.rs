@@ -14,7 +14,6 @@ use crate::config::Config;
 use crate::connection::Pending;
 use crate::handshake::{self, HandshakeRejection, Policy};
 use crate::limits::ConnectionSlots;
-use crate::outbound::OutboundStream;
 use crate::protocol::Role;
 use crate::raw_socket::RawSocket;
 use crate::socket::WebSocket;
@@ -223,6 +222,7 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
             log_rejection(req, &rejection);
             rejection
         })?;
+    ws.shared.joined(hub.clone());
     if catch_unwind(AssertUnwindSafe(|| (state.handler)(req, ws.clone()))).is_err() {
         log::error!("the handler of route {} panicked; answering 500", state.name);
         hub.disconnect(ws.id());
@@ -240,9 +240,8 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
             .insert(Takeover::new(pending, hub, Box::new(slot)));
         return Ok(response);
     }
-    let outbound = pending.outbound();
-    pending.run(payload, Some(hub), Box::new(slot), Some(RawSocket::of(req)));
-    Ok(response.streaming(OutboundStream(outbound)))
+    let body = pending.run_dispatched(payload, RawSocket::of(req), Box::new(slot));
+    Ok(response.streaming(body))
 }
 
 fn log_rejection(req: &HttpRequest, rejection: &HandshakeRejection) {

@@ -247,12 +247,14 @@ where
         let (app, websockets) = (app.clone(), websockets.clone());
         async move {
             Ok::<_, ()>(fn_service(move |(req, framed)| {
-                takeover::serve::<_, B>(app.get().cloned(), req, framed, websockets.clone())
+                takeover::serve::<_, B, _>(app.get().cloned(), req, framed, websockets.clone())
             }))
         }
     });
     HttpService::build()
         .local_addr(addr)
+        // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
+        .tcp_nodelay(true)
         .client_request_timeout(request_timeout)
         .upgrade(upgrade)
         .finish(plain)

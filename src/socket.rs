@@ -1,22 +1,20 @@
-//! [`WebSocket`]: the handle on one connection, the same type on the server and the client.
+//! [`WebSocket`]: the handle on one connection, the same type on the server and the client, and
+//! [`Shared`], what the handle shares with the connection's driver and the hub.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use crate::hub::{SessionId, SessionSink, Undelivered};
-use crate::message::{Message, Outgoing, Text};
-use crate::metrics::Metrics;
-use actix::Recipient;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use crate::callbacks::{Callback, Callbacks};
+use crate::connection::outbound::{CloseState, FrameKind, Outbound, PushError, Written, COALESCE_MAX};
 use crate::error::{InvalidCloseCode, SendError};
-use crate::outbound::{FrameKind, Outbound, PushError, Written, COALESCE_MAX};
+use crate::hub::{Hub, SessionId, SessionSink, Undelivered};
+use crate::message::{Message, Outgoing, Text};
+use crate::metrics::Metrics;
 use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 
 /// A data message's opcode and payload.
@@ -25,18 +23,6 @@ fn frame_parts(message: &Message) -> (OpCode, &[u8]) {
         Message::Text(text) => (OpCode::Text, text.as_bytes()),
         Message::Binary(bytes) => (OpCode::Binary, bytes),
     }
-}
-
-/// Tells the connection actor what the handle or the writer did.
-#[derive(Debug, actix::Message)]
-#[rtype(result = "()")]
-pub(crate) enum Control {
-    /// A close frame was queued by the handle: start waiting for the peer's answer.
-    CloseSent,
-    /// The peer broke a policy (its queue is full): fail the connection with this close.
-    Violation(CloseFrame),
-    /// The socket accepted nothing for `write_timeout`: the queue is aborted, stop.
-    WriteTimeout,
 }
 
 /// One WebSocket connection: send to it, register callbacks on it, close it.
@@ -48,42 +34,35 @@ pub struct WebSocket {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// What the handle and the connection actor share.
+/// What the handle, the connection's driver and the hub share.
 pub(crate) struct Shared {
     pub(crate) id: SessionId,
     pub(crate) role: Role,
     pub(crate) protocol: Option<String>,
+    /// The frames waiting for the socket, and the close state.
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) callbacks: Mutex<Callbacks>,
-    /// The close frame we sent, if we started the close.
-    pub(crate) sent_close: Mutex<Option<CloseFrame>>,
     pub(crate) metrics: Arc<Metrics>,
-    /// Whether this side's user asked to close (as opposed to a failure or the peer).
-    closed_by_user: AtomicBool,
-    closed: watch::Sender<Option<CloseFrame>>,
-    control: Recipient<Control>,
+    /// The hub a server session is registered with, to leave when it ends.
+    hub: OnceLock<Hub>,
 }
 
 impl Shared {
-    pub(crate) fn new(
-        role: Role,
-        protocol: Option<String>,
-        outbound: Arc<Outbound>,
-        control: Recipient<Control>,
-        metrics: Arc<Metrics>,
-    ) -> Shared {
+    pub(crate) fn new(role: Role, protocol: Option<String>, limit: usize, metrics: Arc<Metrics>) -> Shared {
         Shared {
             id: SessionId::next(),
             role,
             protocol,
-            outbound,
+            outbound: Outbound::new(limit),
             callbacks: Mutex::new(Callbacks::default()),
-            sent_close: Mutex::new(None),
             metrics,
-            closed_by_user: AtomicBool::new(false),
-            closed: watch::Sender::new(None),
-            control,
+            hub: OnceLock::new(),
         }
+    }
+
+    /// Remembers the hub this session is registered with, to leave it at the end.
+    pub(crate) fn joined(&self, hub: Hub) {
+        let _ = self.hub.set(hub);
     }
 
     /// Encodes one frame the way this side must (masked from a client, RFC 6455 §5.3).
@@ -141,15 +120,13 @@ impl Shared {
     }
 
     /// The peer does not read what we send: drop what waits for it, and fail the connection
-    /// with 1008 (the actor stops reading; the socket goes within `close_timeout`).
-    fn queue_full(&self) {
+    /// with 1008 (the driver stops reading; the socket goes within `close_timeout`).
+    pub(crate) fn queue_full(&self) {
         log::warn!("session {}: outbound queue over its limit, closing with 1008", self.id);
         self.metrics.backpressure_close();
-        self.outbound.clear();
         let frame = CloseFrame::new(CloseCode::POLICY, "outbound queue full");
-        if self.start_close(frame.clone()) {
-            self.control.do_send(Control::Violation(frame));
-        }
+        let encoded = self.encode(OpCode::Close, &frame.to_payload());
+        self.outbound.end(frame, Some(encoded), true);
     }
 
     /// Queues the pong to a ping (past a few waiting, it replaces the newest of them).
@@ -159,56 +136,32 @@ impl Shared {
         }
     }
 
-    /// The writer gave up: the socket accepted nothing for `timeout`. The connection ends as
-    /// abnormal (no close frame can reach the peer), counted and logged.
-    pub(crate) fn write_timed_out(&self, timeout: std::time::Duration) {
-        log::warn!(
-            "session {}: the socket took no byte for {timeout:?}; aborting the connection",
-            self.id
-        );
-        self.metrics.write_timeout();
-        self.outbound.abort();
-        self.set_closed(CloseFrame::new(
-            CloseCode::ABNORMAL,
-            format!("write timeout: the peer read nothing for {timeout:?}"),
-        ));
-        self.control.do_send(Control::WriteTimeout);
-    }
-
-    /// Queues our close frame unless one is already out, and tells the actor to wait for the
-    /// peer's. Answers whether this call sent it.
-    pub(crate) fn start_close(&self, frame: CloseFrame) -> bool {
+    /// Queues our close frame unless one is out already, which starts the close handshake.
+    /// `by_user` marks a close the application asked for. Answers whether this call sent it.
+    pub(crate) fn start_close(&self, frame: CloseFrame, by_user: bool) -> bool {
         let encoded = self.encode(OpCode::Close, &frame.to_payload());
-        let mut sent = self.sent_close.lock();
-        if self.outbound.push(encoded, FrameKind::Close).is_err() {
-            return false;
+        self.outbound.close(frame, encoded, by_user)
+    }
+
+    /// How the connection ended, once it has.
+    pub(crate) fn close_record(&self) -> Option<CloseFrame> {
+        match self.outbound.close_state() {
+            CloseState::Closed(record) => Some(record),
+            _ => None,
         }
-        *sent = Some(frame);
-        drop(sent);
-        self.control.do_send(Control::CloseSent);
-        true
     }
 
-    /// Records how the connection ended, wakes every `closed()` future and drops the callbacks
-    /// (they may hold clones of this socket).
-    pub(crate) fn set_closed(&self, frame: CloseFrame) {
-        self.closed.send_if_modified(|state| {
-            if state.is_some() {
-                return false;
-            }
-            *state = Some(frame);
-            true
-        });
+    /// The end of the connection: it leaves its hub, the close is counted and logged, and the
+    /// callbacks (which may hold clones of this socket) are dropped.
+    pub(crate) fn teardown(&self) {
+        if let Some(hub) = self.hub.get() {
+            hub.disconnect(self.id);
+        }
+        let record = self.close_record();
+        let code = record.as_ref().map_or(CloseCode::ABNORMAL, |frame| frame.code);
+        self.metrics.connection_closed(code.0);
+        log::debug!("session {} closed: {record:?}", self.id);
         *self.callbacks.lock() = Callbacks::default();
-    }
-
-    /// Whether the user of this socket asked to close it.
-    pub(crate) fn closed_by_user(&self) -> bool {
-        self.closed_by_user.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn close_state(&self) -> Option<CloseFrame> {
-        self.closed.borrow().clone()
     }
 }
 
@@ -227,11 +180,18 @@ impl SessionSink for Shared {
     }
 
     fn close(&self, frame: &CloseFrame) {
-        self.start_close(frame.clone());
+        self.start_close(frame.clone(), false);
     }
 }
 
 impl WebSocket {
+    /// A handle on a new connection's shared half.
+    pub(crate) fn new(shared: Shared) -> WebSocket {
+        WebSocket {
+            shared: Arc::new(shared),
+        }
+    }
+
     /// This connection's id, as the [`Hub`](crate::Hub) knows it.
     pub fn id(&self) -> SessionId {
         self.shared.id
@@ -245,7 +205,9 @@ impl WebSocket {
     /// Sends a message: `&str` and `String` as text, `&[u8]`, `Vec<u8>` and `Bytes` as binary.
     ///
     /// The frame is queued at once, in order with every other send on this socket. The returned
-    /// future resolves when the frame has been handed to the socket; awaiting it is optional.
+    /// future resolves when the socket has accepted the frame's last byte (under actix-web's
+    /// `HttpServer`: when actix-web's dispatcher has taken it to write); it is not a receipt from
+    /// the peer. Awaiting it is optional.
     ///
     /// # Errors
     ///
@@ -284,7 +246,7 @@ impl WebSocket {
 
     /// Calls `callback` with every text message, reassembled and UTF-8 checked.
     ///
-    /// It runs on the connection's actor: keep it short, and spawn a task for slow work. A panic
+    /// It runs on the connection's task: keep it short, and spawn a task for slow work. A panic
     /// in it closes this connection with 1011 and is logged. Registering again replaces it.
     pub fn on_text(&self, callback: impl Fn(&WebSocket, Text) + Send + Sync + 'static) {
         self.shared.callbacks.lock().text = Some(Arc::new(callback) as Callback<Text>);
@@ -307,8 +269,7 @@ impl WebSocket {
 
     /// Closes with 1000 (normal closure). See [`close_with`](Self::close_with).
     pub fn close(&self) -> impl Future<Output = CloseCode> + Send + 'static {
-        self.shared.closed_by_user.store(true, Ordering::Release);
-        self.shared.start_close(CloseFrame::new(CloseCode::NORMAL, ""));
+        self.shared.start_close(CloseFrame::new(CloseCode::NORMAL, ""), true);
         self.closed()
     }
 
@@ -331,8 +292,7 @@ impl WebSocket {
         if !code.is_valid_on_wire() {
             return Err(InvalidCloseCode(code));
         }
-        self.shared.closed_by_user.store(true, Ordering::Release);
-        self.shared.start_close(CloseFrame::new(code, reason));
+        self.shared.start_close(CloseFrame::new(code, reason), true);
         Ok(self.closed())
     }
 
@@ -343,31 +303,26 @@ impl WebSocket {
     /// close handshake (then [`close_reason`](Self::close_reason) says why, e.g. a keepalive
     /// timeout).
     pub fn closed(&self) -> impl Future<Output = CloseCode> + Send + 'static {
-        let mut closed = self.shared.closed.subscribe();
-        async move {
-            match closed.wait_for(Option::is_some).await {
-                Ok(state) => state.as_ref().map_or(CloseCode::ABNORMAL, |frame| frame.code),
-                Err(_) => CloseCode::ABNORMAL,
-            }
-        }
+        let outbound = self.shared.outbound.clone();
+        std::future::poll_fn(move |cx| outbound.poll_closed(cx).map(|frame| frame.code))
     }
 
     /// The close code, once closed; `None` while open. See [`closed`](Self::closed).
     pub fn close_code(&self) -> Option<CloseCode> {
-        self.shared.close_state().map(|frame| frame.code)
+        self.shared.close_record().map(|frame| frame.code)
     }
 
     /// The close reason, once closed; `None` while open.
     pub fn close_reason(&self) -> Option<String> {
-        self.shared.close_state().map(|frame| frame.reason)
+        self.shared.close_record().map(|frame| frame.reason)
     }
 
     /// Whether the connection has closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.borrow().is_some()
+        self.shared.close_record().is_some()
     }
 
-    /// Bytes queued for this connection and not yet written to its socket.
+    /// Bytes queued for this connection and not yet handed to its socket.
     pub fn queued_bytes(&self) -> usize {
         self.shared.outbound.queued_bytes()
     }
@@ -378,12 +333,13 @@ impl std::fmt::Debug for WebSocket {
         f.debug_struct("WebSocket")
             .field("id", &self.shared.id)
             .field("role", &self.shared.role)
-            .field("closed", &self.shared.close_state())
+            .field("closed", &self.shared.close_record())
             .finish()
     }
 }
 
-/// The future [`WebSocket::send`] returns: resolves once the frame is written, or fails.
+/// The future [`WebSocket::send`] returns: resolves once the socket has accepted the frame's last
+/// byte, or fails with the message.
 ///
 /// Dropping it does not cancel the send.
 #[derive(Debug)]

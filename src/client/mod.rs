@@ -38,7 +38,6 @@ pub use reconnect::Reconnect;
 
 use crate::config::Config;
 use crate::connection::Pending;
-use crate::outbound::OutboundStream;
 use crate::protocol::Role;
 use crate::socket::WebSocket;
 
@@ -209,12 +208,7 @@ impl ClientBuilder {
         if let Some(on_connect) = &self.on_connect {
             on_connect(&ws);
         }
-        let (read, write) = tokio::io::split(stream);
-        let (shared, timeout) = (ws.shared.clone(), self.config.write_timeout);
-        let on_timeout = move || shared.write_timed_out(timeout.unwrap_or_default());
-        let writer = crate::writer::write_frames(write, OutboundStream(pending.outbound()), timeout, on_timeout);
-        actix_rt::spawn(writer);
-        pending.run(transport::reader(read, leftover), None, Box::new(()), None);
+        pending.run_owned(stream, leftover, Box::new(()));
         log::debug!("client session {} connected to {}", ws.id(), self.url);
         Ok(ws)
     }

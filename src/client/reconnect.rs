@@ -48,7 +48,7 @@ impl Reconnect {
 pub(super) async fn keep_connected(builder: ClientBuilder, policy: Reconnect, mut ws: WebSocket) {
     loop {
         let code = ws.closed().await;
-        if ws.shared.closed_by_user() {
+        if ws.shared.outbound.closed_by_user() {
             return;
         }
         log::info!("client connection to {} dropped ({code}); reconnecting", builder.url);

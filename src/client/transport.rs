@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -17,10 +16,6 @@ use tokio_rustls::TlsConnector;
 use super::error::ConnectError;
 use super::handshake::{self, Agreed};
 use super::url::WsUrl;
-
-/// How much is read from the socket at a time: large enough for big messages to arrive in few
-/// reads, small enough not to matter per connection.
-const READ_CHUNK: usize = 16 << 10;
 
 /// A plain or TLS connection.
 pub(crate) enum Stream {
@@ -118,24 +113,6 @@ pub(crate) async fn upgrade(
             return Ok((agreed, rest));
         }
     }
-}
-
-/// The connection's bytes as a stream, starting with what was read past the handshake. Each read
-/// gets a buffer of its own, which the decoder takes as it is (`Decoder::feed_bytes`).
-pub(crate) fn reader<R>(read: R, leftover: Bytes) -> impl futures_util::Stream<Item = io::Result<BytesMut>>
-where
-    R: AsyncRead + Unpin + 'static,
-{
-    let first = (!leftover.is_empty()).then(|| Ok(BytesMut::from(leftover)));
-    stream::iter(first).chain(stream::unfold(Some(read), |state| async move {
-        let mut read = state?;
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        match read.read_buf(&mut buf).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(buf), Some(read))),
-            Err(error) => Some((Err(error), None)),
-        }
-    }))
 }
 
 impl AsyncRead for Stream {

@@ -18,6 +18,8 @@ pub(crate) enum Due {
     KeepaliveTimeout,
     /// Look whether the queue moved (transports that do not see the socket).
     WriteCheck,
+    /// A write has waited `write_timeout` without the socket taking a byte.
+    WriteTimeout,
     /// No message within the idle timeout: close with 1001.
     Idle,
     /// Send keepalive ping number `n` (its payload).
@@ -40,6 +42,8 @@ pub(crate) struct Timers {
     last_message: Instant,
     close_deadline: Option<Instant>,
     next_write_check: Option<Instant>,
+    /// Since when the socket has taken no byte of what waits to be written.
+    write_stalled_since: Option<Instant>,
 }
 
 /// How many times per write timeout a transport that does not see the socket looks whether its
@@ -67,6 +71,7 @@ impl Timers {
             last_message: now,
             close_deadline: None,
             next_write_check: write_check(config, watch_writes).map(|c| now + c),
+            write_stalled_since: None,
         }
     }
 
@@ -94,22 +99,36 @@ impl Timers {
         self.idle = false;
     }
 
-    /// How long a closing connection has left, if it is closing.
-    pub(crate) fn close_left(&self, now: Instant) -> Option<Duration> {
-        self.close_deadline.map(|d| d.saturating_duration_since(now))
+    /// A write is waiting for the socket at `now` (the first such `now` counts).
+    pub(crate) fn write_blocked(&mut self, now: Instant) {
+        self.write_stalled_since.get_or_insert(now);
     }
 
-    /// The most urgent thing due at `now`, if any. A ping or a write check answered here is
-    /// taken: the next one is scheduled.
+    /// The socket took bytes, or nothing waits for it any more.
+    pub(crate) fn write_moved(&mut self) {
+        self.write_stalled_since = None;
+    }
+
+    /// The most urgent thing due at `now`, if any. Each is answered once: a timeout is taken, a
+    /// ping or a write check schedules the next one.
     pub(crate) fn due(&mut self, config: &Config, now: Instant) -> Option<Due> {
         if self.close_deadline.is_some_and(|d| now >= d) {
+            self.close_deadline = None;
             return Some(Due::CloseTimeout);
         }
         if self
             .unanswered_since
             .is_some_and(|since| now >= since + config.pong_timeout)
         {
+            self.unanswered_since = None;
+            self.next_ping = None;
             return Some(Due::KeepaliveTimeout);
+        }
+        if let (Some(since), Some(timeout)) = (self.write_stalled_since, config.write_timeout) {
+            if now >= since + timeout {
+                self.write_stalled_since = None;
+                return Some(Due::WriteTimeout);
+            }
         }
         if let (Some(at), Some(every)) = (self.next_write_check, write_check(config, self.watch_writes)) {
             if now >= at {
@@ -118,6 +137,7 @@ impl Timers {
             }
         }
         if self.idle_deadline(config).is_some_and(|deadline| now >= deadline) {
+            self.idle = false;
             return Some(Due::Idle);
         }
         if let (Some(at), Some(every)) = (self.next_ping, config.ping_interval) {
@@ -144,6 +164,9 @@ impl Timers {
             self.close_deadline,
             self.unanswered_since.map(|since| since + config.pong_timeout),
             self.next_write_check,
+            self.write_stalled_since
+                .zip(config.write_timeout)
+                .map(|(since, t)| since + t),
             self.idle_deadline(config),
             self.next_ping,
         ]
@@ -190,6 +213,7 @@ mod tests {
         assert_eq!(timers.due(&config, secs(t0, 64)), None);
         assert_eq!(timers.next_deadline(&config), Some(secs(t0, 65)));
         assert_eq!(timers.due(&config, secs(t0, 65)), Some(Due::KeepaliveTimeout));
+        assert_eq!(timers.due(&config, secs(t0, 66)), None, "a timeout is answered once");
     }
 
     #[test]
@@ -205,6 +229,7 @@ mod tests {
         assert_eq!(timers.due(&config, secs(t0, 45)), None);
         assert_eq!(timers.next_deadline(&config), Some(secs(t0, 50)));
         assert_eq!(timers.due(&config, secs(t0, 50)), Some(Due::Idle));
+        assert_eq!(timers.due(&config, secs(t0, 51)), None, "a timeout is answered once");
     }
 
     #[test]
@@ -217,7 +242,6 @@ mod tests {
         let mut timers = Timers::new(&config, t0, false);
         timers.closing(&config, t0);
         timers.closing(&config, secs(t0, 1));
-        assert_eq!(timers.close_left(secs(t0, 1)), Some(Duration::from_secs(1)));
         assert_eq!(
             timers.due(&config, secs(t0, 1)),
             None,
@@ -225,6 +249,25 @@ mod tests {
         );
         assert_eq!(timers.next_deadline(&config), Some(secs(t0, 2)));
         assert_eq!(timers.due(&config, secs(t0, 2)), Some(Due::CloseTimeout));
+        assert_eq!(timers.due(&config, secs(t0, 3)), None, "a timeout is answered once");
+    }
+
+    #[test]
+    fn a_write_stalled_for_the_write_timeout_is_due_and_progress_resets_it() {
+        let config = Config {
+            ping_interval: None,
+            ..config()
+        };
+        let t0 = Instant::now();
+        let mut timers = Timers::new(&config, t0, false);
+        timers.write_blocked(secs(t0, 1));
+        timers.write_blocked(secs(t0, 5));
+        assert_eq!(timers.next_deadline(&config), Some(secs(t0, 9)));
+        timers.write_moved();
+        timers.write_blocked(secs(t0, 6));
+        assert_eq!(timers.due(&config, secs(t0, 13)), None);
+        assert_eq!(timers.due(&config, secs(t0, 14)), Some(Due::WriteTimeout));
+        assert_eq!(timers.due(&config, secs(t0, 15)), None, "a timeout is answered once");
     }
 
     #[test]

@@ -1,0 +1,229 @@
+//! [`Driver`]: one task per connection that owns its socket (a TCP stream, a TLS stream, a
+//! client's stream), around the connection's [`ConnState`].
+//!
+//! Each turn it writes what is queued (vectored, many frames per syscall, payloads by reference),
+//! then reads once, feeds the state and hands the session each event, so that what the session
+//! answered to one read goes out at the start of the next turn, while its bytes are still in the
+//! CPU's cache. (Through a separate writer task, every other ready connection read before the
+//! answer was written; the 64 KiB echo's kernel copies took three to four and a half times as long
+//! as tungstenite's, which reads and writes one message at a time: docs/benchmarks.md, profile
+//! item 11.) It sleeps until the socket, the queue (another thread sent a frame) or the state's
+//! next deadline wakes it.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
+
+use super::session::{dispatch, Session};
+use super::state::{ConnState, WRITE_BATCH};
+
+/// The smallest read buffer, and the least free space a read is given: less and a large message
+/// takes too many syscalls.
+const READ_MIN: usize = 4 << 10;
+
+/// The largest read buffer. The size adapts between the two: it doubles after a read that
+/// filled it and halves after one that used under a quarter of it.
+const READ_MAX: usize = 256 << 10;
+
+/// A connection that goes quiet keeps a read buffer up to this size, and lets a larger one go,
+/// so that ten thousand idle connections do not hold their last burst's buffer.
+const READ_KEEP: usize = 8 << 10;
+
+/// Reads (and the writes around them) per poll before the driver yields to the other
+/// connections of its thread, as actix yields after 16 items of a stream.
+const TURNS: usize = 16;
+
+/// One connection's task; see the module docs.
+pub(crate) struct Driver<S, H> {
+    io: S,
+    state: ConnState,
+    session: H,
+    /// The read buffer; each read is split off it and handed to the decoder, which unmasks a
+    /// large frame where it lies.
+    buf: BytesMut,
+    /// How much the next read buffer holds.
+    size: usize,
+    /// What the peer sent after its handshake, fed first.
+    leftover: Option<Bytes>,
+    /// Armed for the state's next deadline (boxed: an idle connection holds one).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The write side is shut down; what is left is to finish that.
+    shutting_down: bool,
+}
+
+impl<S, H> Driver<S, H>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Session,
+{
+    /// A driver for `state`'s connection on `io`, which starts by feeding it `leftover`.
+    pub(crate) fn new(io: S, state: ConnState, session: H, leftover: Bytes) -> Driver<S, H> {
+        Driver {
+            io,
+            state,
+            session,
+            buf: BytesMut::new(),
+            size: READ_MIN,
+            leftover: (!leftover.is_empty()).then_some(leftover),
+            timer: None,
+            shutting_down: false,
+        }
+    }
+
+    /// Writes what is queued until the socket pushes back or nothing is left.
+    fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<io::Result<()>> {
+        loop {
+            let chunks = self.state.in_flight(Some(cx));
+            let written = match chunks.len() {
+                0 => return Poll::Ready(Ok(())),
+                // One buffer: `send`, which skips writev's iovec handling in the kernel.
+                1 => match chunks.front() {
+                    Some(chunk) => Pin::new(&mut self.io).poll_write(cx, &chunk.bytes),
+                    None => return Poll::Ready(Ok(())),
+                },
+                _ => {
+                    let mut slices = [IoSlice::new(&[]); WRITE_BATCH + 1];
+                    for (slice, chunk) in slices.iter_mut().zip(chunks) {
+                        *slice = IoSlice::new(&chunk.bytes);
+                    }
+                    let count = chunks.len().min(slices.len());
+                    let slices = slices.get(..count).unwrap_or_default();
+                    Pin::new(&mut self.io).poll_write_vectored(cx, slices)
+                }
+            };
+            match written {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.state.wrote(n),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    self.state.write_blocked(now);
+                    return Poll::Pending;
+                }
+            }
+            // A TLS stream holds the last record until flushed.
+            if self.state.in_flight(None).is_empty() {
+                ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            }
+        }
+    }
+
+    /// Reads once: `Some(chunk)`, `None` at the peer's end.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<BytesMut>>> {
+        if let Some(first) = self.leftover.take() {
+            return Poll::Ready(Ok(Some(first.into())));
+        }
+        if self.buf.capacity() - self.buf.len() < READ_MIN {
+            self.buf.reserve(self.size);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        // tokio's `poll_read`, unlike `try_read`, takes a read that leaves room in the buffer as
+        // proof the socket is drained: no second `recv` just to hear `EAGAIN` (one per read in
+        // the 32 B echo benchmark).
+        match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf) {
+            Poll::Pending => {
+                if self.buf.capacity() > READ_KEEP {
+                    self.buf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
+            Poll::Ready(Ok(read)) => {
+                if read == room {
+                    self.size = (self.size * 2).min(READ_MAX);
+                } else if read < self.size / 4 {
+                    self.size = (self.size / 2).max(READ_MIN);
+                }
+                Poll::Ready(Ok(Some(self.buf.split())))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        }
+    }
+
+    /// Arms the timer for the state's next deadline; answers `true` when it has already passed.
+    fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.state.poll_timeout() else {
+            self.timer = None;
+            return false;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        if timer.as_mut().poll(cx).is_ready() {
+            // The same tick lets a quiet connection's spent read buffer go.
+            self.state.release_spent_input();
+            return true;
+        }
+        false
+    }
+
+    /// One poll's work; `Ready` when the connection is over.
+    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let now = Instant::now();
+        self.state.handle_timeout(now);
+        // Still reading when the turns run out: more may be ready, come back after the others.
+        let mut busy = true;
+        for _ in 0..TURNS {
+            if self.state.is_aborted() {
+                return Poll::Ready(());
+            }
+            if let Poll::Ready(Err(error)) = self.write(cx, now) {
+                self.state.write_failed(&error);
+                return Poll::Ready(());
+            }
+            if self.shutting_down || self.state.is_done(Some(cx)) {
+                self.shutting_down = true;
+                // Closing our side is the last write; the socket is dropped after it.
+                return Pin::new(&mut self.io).poll_shutdown(cx).map(|_| ());
+            }
+            if !self.state.wants_read(now) {
+                busy = false;
+                break;
+            }
+            match self.read(cx) {
+                Poll::Pending => {
+                    busy = false;
+                    break;
+                }
+                Poll::Ready(Ok(Some(chunk))) => {
+                    self.state.receive(chunk);
+                    dispatch(&mut self.state, &mut self.session, now);
+                }
+                Poll::Ready(Ok(None)) => self.state.peer_ended(None),
+                Poll::Ready(Err(error)) => self.state.peer_ended(Some(error)),
+            }
+            if self.state.poll_timeout().is_some_and(|deadline| deadline <= now) {
+                self.state.handle_timeout(now);
+            }
+        }
+        if self.arm_timer(cx) || busy {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+impl<S, H> Future for Driver<S, H>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Session + Unpin,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().turn(cx)
+    }
+}

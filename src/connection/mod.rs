@@ -1,0 +1,97 @@
+//! The connection core: one WebSocket connection, as a state with no I/O and a driver per
+//! transport.
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `outbound.rs` | the queue of frames waiting for the socket (bounded in bytes, shared with every thread that sends) and the one close state |
+//! | `state.rs` | [`ConnState`]: the decoder, the close handshake, pongs, the clocks and the write accounting; bytes and time in, events and chunks out |
+//! | `timers.rs` | the keepalive, idle, close and write deadlines as values |
+//! | `session.rs` | what the peer's events are handed to (the callback style) |
+//! | `driver.rs` | the task of a connection that owns its socket: TCP, TLS, or a client's stream |
+//! | `dispatched.rs` | the adapter under actix-web's `HttpServer`, whose dispatcher owns the socket |
+//!
+//! A connection is made [`Pending`] (its handle exists, so a handler can register callbacks
+//! before anything is read), then started on its transport.
+//!
+//! [`ConnState`]: state::ConnState
+
+pub(crate) mod dispatched;
+pub(crate) mod driver;
+pub(crate) mod outbound;
+mod session;
+pub(crate) mod state;
+mod timers;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::protocol::Role;
+use crate::raw_socket::RawSocket;
+use crate::socket::{Shared, WebSocket};
+use dispatched::{Dispatched, OutboundBody};
+use driver::Driver;
+use session::CallbackSession;
+use state::ConnState;
+
+/// A connection whose handle exists (so a handler can register callbacks on it) but which has
+/// not started reading yet.
+pub(crate) struct Pending {
+    ws: WebSocket,
+    config: Arc<Config>,
+}
+
+impl Pending {
+    /// Makes the connection's handle.
+    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>, metrics: Arc<Metrics>) -> Pending {
+        let shared = Shared::new(role, protocol, config.max_outbound_queue, metrics);
+        Pending {
+            ws: WebSocket::new(shared),
+            config,
+        }
+    }
+
+    /// The socket handle, to give to the handler before the connection starts.
+    pub(crate) fn socket(&self) -> &WebSocket {
+        &self.ws
+    }
+
+    /// The connection's state, starting now.
+    fn state(&self, watch_writes: bool, guard: Box<dyn Send>) -> ConnState {
+        let shared = self.ws.shared.clone();
+        ConnState::new(shared, self.config.clone(), Instant::now(), watch_writes, guard)
+    }
+
+    /// Starts the connection on a socket it owns (`leftover` is what the peer sent after its
+    /// handshake), as a task on the current actix arbiter. `guard` is dropped when it ends.
+    pub(crate) fn run_owned<S>(self, io: S, leftover: Bytes, guard: Box<dyn Send>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let state = self.state(false, guard);
+        let session = CallbackSession::new(self.ws);
+        actix_rt::spawn(Driver::new(io, state, session, leftover));
+    }
+
+    /// Starts the connection under actix-web's `HttpServer`: a task on the current arbiter reads
+    /// `payload`; the answer is the 101 response's body. `socket` is the handle `on_connect` left,
+    /// if any; `guard` is dropped when the connection ends.
+    pub(crate) fn run_dispatched<P, B, E>(self, payload: P, socket: RawSocket, guard: Box<dyn Send>) -> OutboundBody
+    where
+        P: Stream<Item = Result<B, E>> + Unpin + 'static,
+        B: Into<Bytes> + 'static,
+        E: std::fmt::Display + 'static,
+    {
+        let body = OutboundBody::new(self.ws.shared.outbound.clone());
+        let state = self.state(true, guard);
+        let session = CallbackSession::new(self.ws);
+        let payload = futures_util::StreamExt::map(payload, |item| item.map(Into::into));
+        actix_rt::spawn(Dispatched::new(payload, state, session, socket));
+        body
+    }
+}
