@@ -19,7 +19,7 @@ use actix_service::Service;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::connection::Pending;
+use crate::connection::{Pending, Transport};
 use crate::hub::Hub;
 use crate::limits::{ConnectionSlots, Slot};
 use crate::protocol::{CloseCode, CloseFrame};
@@ -53,7 +53,7 @@ impl Takeover {
     /// The task is not part of the upgrade service's future: that future lives in actix-http's
     /// dispatcher task, and keeping the dispatcher alive for the connection's life doubled an idle
     /// WebSocket's memory (6.4 KB to 12.1 KB).
-    fn start<T: AsyncRead + AsyncWrite + Unpin + 'static>(mut self, io: T, leftover: Bytes, server_slot: Slot) {
+    fn start<T: Transport>(mut self, io: T, leftover: Bytes, server_slot: Slot) {
         if let Some((pending, slot)) = self.connection.take() {
             pending.run_owned(io, leftover, Box::new((slot, server_slot)));
         }
@@ -83,7 +83,7 @@ pub(crate) async fn serve<S, B, T>(
     websockets: ConnectionSlots,
 ) -> Result<(), Infallible>
 where
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: Transport,
     S: Service<Request>,
     S::Response: Into<Response<B>>,
     S::Error: Into<Response<BoxBody>>,
@@ -116,7 +116,7 @@ where
 
 /// Starts the WebSocket the response carries, or writes the response. A WebSocket over the
 /// server's limit is answered 503 instead (its session leaves the hub as the takeover drops).
-async fn respond<T: AsyncRead + AsyncWrite + Unpin + 'static>(
+async fn respond<T: Transport>(
     mut framed: Framed<T, h1::Codec>,
     response: Response<BoxBody>,
     websockets: &ConnectionSlots,

@@ -115,6 +115,16 @@ pub(crate) async fn upgrade(
     }
 }
 
+impl crate::connection::Transport for Stream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Plain(tcp) => tcp.poll_read_ready(cx),
+            // rustls holds what it decrypted: a read may find bytes with the socket drained.
+            Stream::Tls(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {

@@ -40,6 +40,23 @@ const READ_KEEP: usize = 8 << 10;
 /// connections of its thread, as actix yields after 16 items of a stream.
 const TURNS: usize = 16;
 
+/// A stream a driver can own: any `AsyncRead + AsyncWrite`, and, where it can tell, whether it
+/// has something to read. A driver reserves its read buffer only once there is: ten thousand idle
+/// connections then hold no read buffer at all (4 KiB each otherwise).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// Ready once a read may find bytes. The default cannot tell and is always ready (a TLS
+    /// stream buffers what it decrypts anyway).
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
 /// One connection's task; see the module docs.
 pub(crate) struct Driver<S, H> {
     io: S,
@@ -60,7 +77,7 @@ pub(crate) struct Driver<S, H> {
 
 impl<S, H> Driver<S, H>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Transport,
     H: Session,
 {
     /// A driver for `state`'s connection on `io`, which starts by feeding it `leftover`.
@@ -120,6 +137,9 @@ where
             return Poll::Ready(Ok(Some(first.into())));
         }
         if self.buf.capacity() - self.buf.len() < READ_MIN {
+            if self.io.poll_read_ready(cx)?.is_pending() {
+                return Poll::Pending;
+            }
             self.buf.reserve(self.size);
         }
         let room = self.buf.capacity() - self.buf.len();
@@ -218,7 +238,7 @@ where
 
 impl<S, H> Future for Driver<S, H>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Transport,
     H: Session + Unpin,
 {
     type Output = ();

@@ -27,7 +27,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -36,6 +35,7 @@ use crate::raw_socket::RawSocket;
 use crate::socket::{Shared, WebSocket};
 use dispatched::{Dispatched, OutboundBody};
 use driver::Driver;
+pub(crate) use driver::Transport;
 use session::CallbackSession;
 use state::ConnState;
 
@@ -69,10 +69,7 @@ impl Pending {
 
     /// Starts the connection on a socket it owns (`leftover` is what the peer sent after its
     /// handshake), as a task on the current actix arbiter. `guard` is dropped when it ends.
-    pub(crate) fn run_owned<S>(self, io: S, leftover: Bytes, guard: Box<dyn Send>)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + 'static,
-    {
+    pub(crate) fn run_owned<S: Transport>(self, io: S, leftover: Bytes, guard: Box<dyn Send>) {
         let state = self.state(false, guard);
         let session = CallbackSession::new(self.ws);
         actix_rt::spawn(Driver::new(io, state, session, leftover));
