@@ -7,12 +7,18 @@
 //! ```
 //!
 //! then connect with any WebSocket client to `ws://127.0.0.1:9001/echo`. `RUST_LOG=debug` shows
-//! every connection's life.
+//! every connection's life. With `--tls-cert cert.pem --tls-key key.pem` it serves `wss://`
+//! instead; `--http-server` serves the same app on actix-web's `HttpServer` rather than
+//! `switchboard::Server`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use clap::Parser;
+use switchboard::rustls::pki_types::pem::PemObject;
+use switchboard::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use switchboard::rustls::ServerConfig;
 use switchboard::{Config, Hub, Server};
 
 /// Command-line flags.
@@ -34,6 +40,15 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// A PEM file of the certificate chain to serve `wss://` with (with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// A PEM file of the certificate's private key.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve through actix-web's `HttpServer` instead of `switchboard::Server`.
+    #[arg(long)]
+    http_server: bool,
 }
 
 impl Args {
@@ -50,16 +65,33 @@ impl Args {
 /// How long shutdown waits for the close handshakes before dropping what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+impl Args {
+    /// The TLS configuration the flags name, if any.
+    fn tls(&self) -> std::io::Result<Option<ServerConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let invalid = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| invalid(&e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(&e))?;
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| invalid(&e))?;
+        Ok(Some(config))
+    }
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let config = args.config();
+    let (config, tls) = (args.config(), args.tls()?);
     let hub = Hub::start();
     let app_hub = hub.clone();
-    // switchboard::Server serves the app as actix-web's HttpServer would, and gives each
-    // WebSocket its socket once upgraded.
-    let mut server = Server::new(move || {
+    let app = move || {
         App::new()
             .app_data(web::Data::new(app_hub.clone()))
             .route(
@@ -72,18 +104,45 @@ async fn main() -> std::io::Result<()> {
                     .config(config.clone())
                     .hub(&app_hub),
             )
-    })
-    .disable_signals();
-    if let Some(workers) = args.workers {
-        server = server.workers(workers);
-    }
-    let server = server.bind(&args.addr)?;
-    for addr in server.addrs() {
-        log::info!("listening on {addr}: WebSocket echo at ws://{addr}/echo, counters at /metrics");
-    }
-    let server = server.run();
+    };
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let server = if args.http_server {
+        // actix-web's own server: frames pass through its dispatcher (docs/architecture.md).
+        let mut server = HttpServer::new(app)
+            .disable_signals()
+            .client_disconnect_timeout(Duration::ZERO)
+            .on_connect(switchboard::on_connect);
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        let server = match tls {
+            Some(tls) => server.bind_rustls_0_23(&args.addr, tls)?,
+            None => server.bind(&args.addr)?,
+        };
+        listening(&server.addrs(), scheme);
+        server.run()
+    } else {
+        // switchboard::Server serves the app as actix-web's HttpServer would, and gives each
+        // WebSocket its socket once upgraded.
+        let mut server = Server::new(app).disable_signals();
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        let server = match tls {
+            Some(tls) => server.bind_rustls(&args.addr, tls)?,
+            None => server.bind(&args.addr)?,
+        };
+        listening(&server.addrs(), scheme);
+        server.run()
+    };
     switchboard::shutdown::on_signal(hub, server.handle(), SHUTDOWN_GRACE);
     server.await
+}
+
+fn listening(addrs: &[std::net::SocketAddr], scheme: &str) {
+    for addr in addrs {
+        log::info!("listening on {addr}: WebSocket echo at {scheme}://{addr}/echo, counters at /metrics");
+    }
 }
 
 /// Serves the runtime's counters as Prometheus text.

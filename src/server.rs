@@ -33,8 +33,9 @@
 //!   connection is closed after it, instead of being kept alive.
 //! - Other upgrade handlers (actix-ws, actix-web-actors) get no request body there, so they
 //!   cannot work: serve them with `HttpServer`. A 101 from one of them is answered 501.
-//! - Only plain TCP, and only the settings below; `HttpServer`'s other settings keep their
-//!   actix-web defaults. `req.app_config()` holds actix-web's default host, not the bound one.
+//! - HTTP/1 only (over TCP, or TLS with [`Server::bind_rustls`]), and only the settings below;
+//!   `HttpServer`'s other settings keep their actix-web defaults. `req.app_config()` holds
+//!   actix-web's default host, not the bound one.
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -43,15 +44,24 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_http::body::MessageBody;
-use actix_http::error::DispatchError;
-use actix_http::{HttpService, Request, Response};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use actix_codec::Framed;
+use actix_http::body::{BoxBody, MessageBody};
+use actix_http::{h1, HttpService, Request, Response};
 use actix_rt::net::TcpStream;
 use actix_server::ServerBuilder;
-use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt};
+use actix_service::boxed::{self, BoxServiceFactory};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
+};
+use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::{AppConfig, Server as Running};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio_rustls::rustls::ServerConfig;
 
+use crate::connection::Transport;
 use crate::limits::ConnectionSlots;
 use crate::takeover;
 
@@ -163,7 +173,42 @@ impl<F> Server<F> {
     /// # Errors
     ///
     /// The listener's address cannot be read, or it cannot be registered with the runtime.
-    pub fn listen<I, S, B>(mut self, listener: TcpListener) -> io::Result<Self>
+    pub fn listen<I, S, B>(self, listener: TcpListener) -> io::Result<Self>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        self.listen_with::<I, S, B>(listener, Security::Plain)
+    }
+
+    /// Serves `wss://` (and HTTPS) on a listener that is already bound, with `config` (rustls
+    /// 0.23; the server adds `http/1.1` to its ALPN protocols). WebSockets accepted there read and
+    /// write the TLS stream themselves, as plain ones do their socket.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::listen`].
+    pub fn listen_rustls<I, S, B>(self, listener: TcpListener, config: ServerConfig) -> io::Result<Self>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        self.listen_with::<I, S, B>(listener, Security::Tls(Arc::new(config)))
+    }
+
+    fn listen_with<I, S, B>(mut self, listener: TcpListener, security: Security) -> io::Result<Self>
     where
         F: Fn() -> I + Send + Clone + 'static,
         I: IntoServiceFactory<S, Request>,
@@ -178,7 +223,7 @@ impl<F> Server<F> {
         self.addrs.push(addr);
         let (factory, timeout, websockets) = (self.factory.clone(), self.request_timeout, self.websockets.clone());
         self.builder = self.builder.listen(format!("switchboard-{addr}"), listener, move || {
-            worker_service::<_, I, S, B>(&factory, addr, timeout, websockets.clone())
+            worker_service::<_, I, S, B>(&factory, addr, timeout, websockets.clone(), security.clone())
         })?;
         Ok(self)
     }
@@ -189,7 +234,61 @@ impl<F> Server<F> {
     /// # Errors
     ///
     /// An address does not resolve or cannot be bound.
-    pub fn bind<I, S, B>(mut self, addrs: impl ToSocketAddrs) -> io::Result<Self>
+    pub fn bind<I, S, B>(self, addrs: impl ToSocketAddrs) -> io::Result<Self>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        self.bind_with::<I, S, B>(addrs, Security::Plain)
+    }
+
+    /// Binds as [`Server::bind`] does, and serves `wss://` there with `config`; see
+    /// [`Server::listen_rustls`].
+    ///
+    /// ```no_run
+    /// use actix_web::App;
+    /// use switchboard::rustls::pki_types::pem::PemObject;
+    /// use switchboard::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    ///
+    /// #[actix_web::main]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let certs = CertificateDer::pem_file_iter("cert.pem")?.collect::<Result<Vec<_>, _>>()?;
+    ///     let key = PrivateKeyDer::from_pem_file("key.pem")?;
+    ///     let config = switchboard::rustls::ServerConfig::builder()
+    ///         .with_no_client_auth()
+    ///         .with_single_cert(certs, key)?;
+    ///     switchboard::Server::new(|| App::new().service(switchboard::websocket("/ws", |_, _| {})))
+    ///         .bind_rustls(("0.0.0.0", 443), config)?
+    ///         .run()
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::bind`].
+    pub fn bind_rustls<I, S, B>(self, addrs: impl ToSocketAddrs, config: ServerConfig) -> io::Result<Self>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        self.bind_with::<I, S, B>(addrs, Security::Tls(Arc::new(config)))
+    }
+
+    fn bind_with<I, S, B>(mut self, addrs: impl ToSocketAddrs, security: Security) -> io::Result<Self>
     where
         F: Fn() -> I + Send + Clone + 'static,
         I: IntoServiceFactory<S, Request>,
@@ -205,19 +304,28 @@ impl<F> Server<F> {
             socket.set_reuse_address(true)?;
             socket.bind(&addr.into())?;
             socket.listen(i32::try_from(self.backlog).unwrap_or(i32::MAX))?;
-            self = self.listen::<I, S, B>(socket.into())?;
+            self = self.listen_with::<I, S, B>(socket.into(), security.clone())?;
         }
         Ok(self)
     }
 }
 
-/// One worker's HTTP/1 service: the app, once, shared by plain requests and upgrade requests.
+/// How a listener's connections arrive.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    Tls(Arc<ServerConfig>),
+}
+
+/// One worker's service: HTTP/1 (over TLS or not) for the app, built once and shared by plain
+/// requests and upgrade requests. Boxed, so that both kinds of listener have one type.
 fn worker_service<F, I, S, B>(
     factory: &F,
     addr: SocketAddr,
     request_timeout: Duration,
     websockets: ConnectionSlots,
-) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
+    security: Security,
+) -> BoxServiceFactory<(), TcpStream, (), (), ()>
 where
     F: Fn() -> I,
     I: IntoServiceFactory<S, Request>,
@@ -243,20 +351,56 @@ where
             Ok::<_, S::InitError>(service)
         }
     });
-    let upgrade = fn_factory(move || {
+    // One builder per branch: its stream type is the branch's.
+    macro_rules! builder {
+        () => {
+            HttpService::build()
+                .local_addr(addr)
+                // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
+                .tcp_nodelay(true)
+                .client_request_timeout(request_timeout)
+        };
+    }
+    let init_failed = |_| log::error!("the app of a worker failed to start");
+    match security {
+        Security::Plain => boxed::factory(
+            builder!()
+                .upgrade(upgrade_service::<_, B, TcpStream>(app, websockets))
+                .finish(plain)
+                .tcp()
+                .map_err(|error| log::debug!("HTTP connection failed: {error:?}"))
+                .map_init_err(init_failed),
+        ),
+        Security::Tls(config) => boxed::factory(
+            builder!()
+                .upgrade(upgrade_service::<_, B, TlsStream<TcpStream>>(app, websockets))
+                .finish(plain)
+                .rustls_0_23((*config).clone())
+                .map_err(|error| log::debug!("HTTPS connection failed: {error:?}"))
+                .map_init_err(init_failed),
+        ),
+    }
+}
+
+/// The upgrade service of one worker: hands each upgrade request to the app, then starts the
+/// WebSocket the app accepted on its stream, `T` (TCP or TLS).
+fn upgrade_service<A, B, T>(
+    app: Rc<OnceCell<Rc<A>>>,
+    websockets: ConnectionSlots,
+) -> impl ServiceFactory<(Request, Framed<T, h1::Codec>), Config = (), Response = (), Error = Infallible, InitError = ()>
+where
+    A: Service<Request> + 'static,
+    A::Response: Into<Response<B>>,
+    A::Error: Into<Response<BoxBody>>,
+    B: MessageBody + 'static,
+    T: Transport,
+{
+    fn_factory(move || {
         let (app, websockets) = (app.clone(), websockets.clone());
         async move {
-            Ok::<_, ()>(fn_service(move |(req, framed)| {
-                takeover::serve::<_, B, _>(app.get().cloned(), req, framed, websockets.clone())
+            Ok::<_, ()>(fn_service(move |(req, framed): (Request, Framed<T, h1::Codec>)| {
+                takeover::serve::<_, B, T>(app.get().cloned(), req, framed, websockets.clone())
             }))
         }
-    });
-    HttpService::build()
-        .local_addr(addr)
-        // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
-        .tcp_nodelay(true)
-        .client_request_timeout(request_timeout)
-        .upgrade(upgrade)
-        .finish(plain)
-        .tcp()
+    })
 }

@@ -551,3 +551,50 @@ async fn reconnection_gives_up_after_max_attempts() {
     assert!(report_end(&mut ended).await);
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1 + 3);
 }
+
+#[tokio::test]
+async fn wss_on_switchboard_server_from_our_client_and_from_tokio_tungstenite() {
+    let (server_tls, client_tls) = tls_configs();
+    let options = common::Options {
+        tls: Some((*server_tls).clone()),
+        owned: true,
+        ..common::Options::default()
+    };
+    let server = TestServer::spawn(options, |cfg, _| {
+        cfg.service(switchboard::websocket("/secure", echo));
+    });
+    let url = format!("wss://127.0.0.1:{}/secure", server.addr.port());
+    // Ours: a large message too, so that TLS records are split and buffered both ways.
+    let (on_connect, mut rx) = reporting_texts();
+    let ws = WebSocket::builder(&url)
+        .tls(client_tls.clone())
+        .on_connect(on_connect)
+        .connect()
+        .await
+        .unwrap();
+    let big = "ü".repeat(300_000);
+    for text in ["over TLS", big.as_str()] {
+        ws.send(text).await.unwrap();
+        assert_eq!(report(&mut rx).await, text);
+    }
+    assert_eq!(ws.close().await, CloseCode::NORMAL);
+    // tokio-tungstenite over a tokio-rustls stream.
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = switchboard::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut client, response) = tokio_tungstenite::client_async(url.as_str(), tls).await.unwrap();
+    assert_eq!(response.status(), 101);
+    client.send(WsMessage::text("tungstenite over TLS")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, client.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        WsMessage::text("tungstenite over TLS")
+    );
+    client.close(None).await.unwrap();
+}

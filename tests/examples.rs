@@ -111,3 +111,43 @@ async fn a_second_sigterm_during_shutdown_exits_at_once() {
     assert_eq!(exit.code(), Some(130), "{exit:?}");
     drop(silent);
 }
+
+#[tokio::test]
+async fn the_echo_example_serves_wss_with_a_certificate_on_either_server() {
+    use std::sync::Arc;
+    use switchboard::rustls::pki_types::CertificateDer;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("switchboard-echo-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut roots = switchboard::rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(cert.cert.der().to_vec())).unwrap();
+    let client_tls = Arc::new(
+        switchboard::rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    for server in [None, Some("--http-server")] {
+        let mut args = vec!["--workers", "1", "--tls-cert", cert_path.to_str().unwrap()];
+        args.extend(["--tls-key", key_path.to_str().unwrap()]);
+        args.extend(server);
+        let (_child, addr) = start_server("echo", &args).await;
+        let port = addr.rsplit(':').next().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ws = switchboard::WebSocket::builder(format!("wss://127.0.0.1:{port}/echo"))
+            .tls(client_tls.clone())
+            .on_connect(move |ws| {
+                let tx = tx.clone();
+                ws.on_text(move |_, text| drop(tx.send(text.to_string())));
+            })
+            .connect()
+            .await
+            .unwrap();
+        ws.send("secure echo").await.unwrap();
+        assert_eq!(common::report(&mut rx).await, "secure echo", "{server:?}");
+        ws.close().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

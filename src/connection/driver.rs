@@ -57,6 +57,10 @@ impl Transport for tokio::net::TcpStream {
     }
 }
 
+/// `switchboard::Server`'s TLS stream. rustls holds what it decrypted, so a read may find bytes
+/// with the socket drained: always ready.
+impl Transport for actix_tls::accept::rustls_0_23::TlsStream<tokio::net::TcpStream> {}
+
 /// One connection's task; see the module docs.
 pub(crate) struct Driver<S, H> {
     io: S,

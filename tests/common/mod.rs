@@ -36,13 +36,14 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// Five seconds to handshake, plain TCP, and the transport `SWITCHBOARD_TEST_SERVER` names
-    /// (`owned` for `switchboard::Server`; `.ci/run` runs the tests both ways).
+    /// Five seconds to handshake, plain TCP, and the transport of the test binary:
+    /// `switchboard::Server` in `tests/on_switchboard_server.rs`, which runs the server tests a
+    /// second time, actix-web's `HttpServer` elsewhere.
     fn default() -> Self {
         Options {
             request_timeout: Duration::from_secs(5),
             tls: None,
-            owned: std::env::var("SWITCHBOARD_TEST_SERVER").is_ok_and(|v| v == "owned"),
+            owned: env!("CARGO_CRATE_NAME") == "on_switchboard_server",
             max_websockets: None,
         }
     }
@@ -77,14 +78,13 @@ impl TestServer {
         TestServer::spawn(options, configure)
     }
 
-    /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls` on actix-web's `HttpServer`.
+    /// Like [`TestServer::start`], serving TLS (`wss://`) with `tls`.
     pub fn start_tls<F>(tls: switchboard::rustls::ServerConfig, configure: F) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig, &Hub) + Send + Clone + 'static,
     {
         let options = Options {
             tls: Some(tls),
-            owned: false,
             ..Options::default()
         };
         TestServer::spawn(options, configure)
@@ -131,7 +131,11 @@ impl TestServer {
                     if let Some(max) = options.max_websockets {
                         server = server.max_websockets(max);
                     }
-                    server.listen(listener).expect("listen").run()
+                    let server = match options.tls {
+                        Some(tls) => server.listen_rustls(listener, tls),
+                        None => server.listen(listener),
+                    };
+                    server.expect("listen").run()
                 } else {
                     let server = HttpServer::new(app)
                         .workers(1)

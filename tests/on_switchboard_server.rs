@@ -1,0 +1,21 @@
+//! The server tests again, on `switchboard::Server` (each WebSocket owns its socket) instead of
+//! actix-web's `HttpServer`, so that `cargo test` runs every server test on both transports.
+//! `tests/common`'s `Options::default` picks the transport by the test binary's name.
+
+#[path = "client.rs"]
+mod client;
+#[path = "hardening.rs"]
+mod hardening;
+#[path = "hostile.rs"]
+mod hostile;
+#[path = "routes.rs"]
+mod routes;
+#[path = "server.rs"]
+mod server;
+
+mod common;
+
+#[test]
+fn this_test_binary_serves_on_switchboard_server() {
+    assert!(common::Options::default().owned);
+}
