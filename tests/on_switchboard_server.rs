@@ -2,6 +2,10 @@
 //! actix-web's `HttpServer`, so that `cargo test` runs every server test on both transports.
 //! `tests/common`'s `Options::default` picks the transport by the test binary's name.
 
+// Each included file is also a test binary of its own, and declares `mod common;` for that: here
+// the helpers are compiled once per file, on purpose.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "client.rs"]
 mod client;
 #[path = "hardening.rs"]
