@@ -37,33 +37,22 @@
 //!   `HttpServer`'s other settings keep their actix-web defaults. `req.app_config()` holds
 //!   actix-web's default host, not the bound one.
 
-use std::cell::OnceCell;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
-use actix_codec::Framed;
-use actix_http::body::{BoxBody, MessageBody};
-use actix_http::{h1, HttpService, Request, Response};
-use actix_rt::net::TcpStream;
+use actix_http::body::MessageBody;
+use actix_http::{Request, Response};
 use actix_server::ServerBuilder;
-use actix_service::boxed::{self, BoxServiceFactory};
-use actix_service::{
-    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
-};
-use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_service::{IntoServiceFactory, ServiceFactory};
 use actix_web::dev::{AppConfig, Server as Running};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::connection::Transport;
 use crate::limits::ConnectionSlots;
-use crate::takeover;
+use crate::takeover::{worker_service, Security};
 
 /// Connections the kernel queues before they are accepted, as actix-web's `HttpServer`: enough
 /// for a burst of reconnects.
@@ -308,99 +297,4 @@ impl<F> Server<F> {
         }
         Ok(self)
     }
-}
-
-/// How a listener's connections arrive.
-#[derive(Clone)]
-enum Security {
-    Plain,
-    Tls(Arc<ServerConfig>),
-}
-
-/// One worker's service: HTTP/1 (over TLS or not) for the app, built once and shared by plain
-/// requests and upgrade requests. Boxed, so that both kinds of listener have one type.
-fn worker_service<F, I, S, B>(
-    factory: &F,
-    addr: SocketAddr,
-    request_timeout: Duration,
-    websockets: ConnectionSlots,
-    security: Security,
-) -> BoxServiceFactory<(), TcpStream, (), (), ()>
-where
-    F: Fn() -> I,
-    I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    S::Service: 'static,
-    B: MessageBody + 'static,
-{
-    let app = Rc::new(OnceCell::new());
-    let make_app = map_config(
-        factory().into_factory().map_err(|error| error.into().error_response()),
-        |_| AppConfig::default(),
-    );
-    let keep = app.clone();
-    let plain = fn_factory(move || {
-        let service = make_app.new_service(());
-        let keep = keep.clone();
-        async move {
-            let service = Rc::new(service.await?);
-            let _ = keep.set(service.clone());
-            Ok::<_, S::InitError>(service)
-        }
-    });
-    // One builder per branch: its stream type is the branch's.
-    macro_rules! builder {
-        () => {
-            HttpService::build()
-                .local_addr(addr)
-                // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
-                .tcp_nodelay(true)
-                .client_request_timeout(request_timeout)
-        };
-    }
-    let init_failed = |_| log::error!("the app of a worker failed to start");
-    match security {
-        Security::Plain => boxed::factory(
-            builder!()
-                .upgrade(upgrade_service::<_, B, TcpStream>(app, websockets))
-                .finish(plain)
-                .tcp()
-                .map_err(|error| log::debug!("HTTP connection failed: {error:?}"))
-                .map_init_err(init_failed),
-        ),
-        Security::Tls(config) => boxed::factory(
-            builder!()
-                .upgrade(upgrade_service::<_, B, TlsStream<TcpStream>>(app, websockets))
-                .finish(plain)
-                .rustls_0_23((*config).clone())
-                .map_err(|error| log::debug!("HTTPS connection failed: {error:?}"))
-                .map_init_err(init_failed),
-        ),
-    }
-}
-
-/// The upgrade service of one worker: hands each upgrade request to the app, then starts the
-/// WebSocket the app accepted on its stream, `T` (TCP or TLS).
-fn upgrade_service<A, B, T>(
-    app: Rc<OnceCell<Rc<A>>>,
-    websockets: ConnectionSlots,
-) -> impl ServiceFactory<(Request, Framed<T, h1::Codec>), Config = (), Response = (), Error = Infallible, InitError = ()>
-where
-    A: Service<Request> + 'static,
-    A::Response: Into<Response<B>>,
-    A::Error: Into<Response<BoxBody>>,
-    B: MessageBody + 'static,
-    T: Transport,
-{
-    fn_factory(move || {
-        let (app, websockets) = (app.clone(), websockets.clone());
-        async move {
-            Ok::<_, ()>(fn_service(move |(req, framed): (Request, Framed<T, h1::Codec>)| {
-                takeover::serve::<_, B, T>(app.get().cloned(), req, framed, websockets.clone())
-            }))
-        }
-    })
 }

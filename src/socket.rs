@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::callbacks::{Callback, Callbacks};
-use crate::connection::outbound::{CloseState, FrameKind, Outbound, PushError, Written, COALESCE_MAX};
+use crate::connection::outbound::{CloseState, Outbound, PushError, Written, COALESCE_MAX};
 use crate::error::{InvalidCloseCode, SendError};
 use crate::hub::{Hub, SessionId, SessionSink, Undelivered};
 use crate::message::{Message, Outgoing, Text};
@@ -89,14 +89,14 @@ impl Shared {
         if len <= COALESCE_MAX {
             let mask = client.then(protocol::random_mask);
             return self.push_data(len, |queue| {
-                queue.push_encoded(len, FrameKind::Data, |buf| {
+                queue.push_encoded(len, |buf| {
                     protocol::encode_frame(buf, opcode, true, payload, mask);
                 })
             });
         }
         if client {
             let frame = self.encode(opcode, payload);
-            return self.push_data(len, |queue| queue.push(frame, FrameKind::Data));
+            return self.push_data(len, |queue| queue.push(frame));
         }
         let mut head = bytes::BytesMut::with_capacity(protocol::MAX_HEADER_LEN);
         protocol::encode_unmasked_header(&mut head, opcode, true, payload.len());
@@ -104,7 +104,7 @@ impl Shared {
             Message::Text(text) => text.clone().into_bytes(),
             Message::Binary(bytes) => bytes.clone(),
         };
-        self.push_data(len, |queue| queue.push_parts(head.freeze(), body, FrameKind::Data))
+        self.push_data(len, |queue| queue.push_parts(head.freeze(), body))
     }
 
     /// Queues a data frame of `len` bytes with `push`; on a full queue, fails the connection with
@@ -172,7 +172,7 @@ impl SessionSink for Shared {
             Role::Server => message.frame(|m| self.encode_message(m)),
             Role::Client => self.encode_message(message.message()),
         };
-        match self.push_data(frame.len(), |queue| queue.push(frame, FrameKind::Data)) {
+        match self.push_data(frame.len(), |queue| queue.push(frame)) {
             Ok(_) => Ok(()),
             Err(PushError::Closed) => Err(Undelivered::Closed),
             Err(PushError::Full) => Err(Undelivered::QueueFull),
@@ -234,7 +234,7 @@ impl WebSocket {
             return SendFuture::failed(SendError::PingTooLong(Message::Binary(payload)));
         }
         let frame = self.shared.encode(OpCode::Ping, &payload);
-        match self.shared.outbound.push(frame, FrameKind::Control) {
+        match self.shared.outbound.push(frame) {
             Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, Message::Binary(payload)),
             Err(PushError::Closed) => SendFuture::failed(SendError::Closed(Message::Binary(payload))),
             Err(PushError::Full) => {

@@ -1,23 +1,36 @@
-//! Connections that own their socket: [`crate::Server`]'s upgrade service, which hands an
-//! accepted WebSocket its TCP or TLS stream.
+//! Connections that own their socket: the service each of [`crate::Server`]'s workers runs (HTTP/1
+//! over TCP or TLS for the app, and an upgrade service), which hands an accepted WebSocket its
+//! stream.
 //!
 //! The upgrade request goes through the `App` like any other request (routing, guards,
 //! middleware, the route's handshake checks). A switchboard route sees the [`OwnsSocket`] marker
 //! and answers 101 with a [`Takeover`] in the response's extensions instead of a streaming body.
 //! This service then writes the 101 head itself and starts the connection on the bare socket.
 
+use std::cell::OnceCell;
 use std::convert::Infallible;
+use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_codec::{Framed, FramedParts};
 use actix_http::body::{self, BodySize, BoxBody, MessageBody};
-use actix_http::{h1, ConnectionType, HttpMessage, Request, Response, StatusCode};
-use actix_service::Service;
+use actix_http::{h1, ConnectionType, HttpMessage, HttpService, Request, Response, StatusCode};
+use actix_rt::net::TcpStream;
+use actix_service::boxed::{self, BoxServiceFactory};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
+};
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::AppConfig;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::connection::{Pending, Transport};
 use crate::hub::Hub;
@@ -175,4 +188,99 @@ async fn answer<T: AsyncRead + AsyncWrite + Unpin>(
 
 async fn flush<T: AsyncRead + AsyncWrite + Unpin>(framed: &mut Framed<T, h1::Codec>) -> io::Result<()> {
     poll_fn(|cx| Pin::new(&mut *framed).flush::<h1::Message<(Response<()>, BodySize)>>(cx)).await
+}
+
+/// How a listener's connections arrive.
+#[derive(Clone)]
+pub(crate) enum Security {
+    Plain,
+    Tls(Arc<ServerConfig>),
+}
+
+/// One worker's service: HTTP/1 (over TLS or not) for the app, built once and shared by plain
+/// requests and upgrade requests. Boxed, so that both kinds of listener have one type.
+pub(crate) fn worker_service<F, I, S, B>(
+    factory: &F,
+    addr: SocketAddr,
+    request_timeout: Duration,
+    websockets: ConnectionSlots,
+    security: Security,
+) -> BoxServiceFactory<(), TcpStream, (), (), ()>
+where
+    F: Fn() -> I,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let app = Rc::new(OnceCell::new());
+    let make_app = map_config(
+        factory().into_factory().map_err(|error| error.into().error_response()),
+        |_| AppConfig::default(),
+    );
+    let keep = app.clone();
+    let plain = fn_factory(move || {
+        let service = make_app.new_service(());
+        let keep = keep.clone();
+        async move {
+            let service = Rc::new(service.await?);
+            let _ = keep.set(service.clone());
+            Ok::<_, S::InitError>(service)
+        }
+    });
+    // One builder per branch: its stream type is the branch's.
+    macro_rules! builder {
+        () => {
+            HttpService::build()
+                .local_addr(addr)
+                // Frames are batched by the outbound queue already; waiting to coalesce adds latency.
+                .tcp_nodelay(true)
+                .client_request_timeout(request_timeout)
+        };
+    }
+    let init_failed = |_| log::error!("the app of a worker failed to start");
+    match security {
+        Security::Plain => boxed::factory(
+            builder!()
+                .upgrade(upgrade_service::<_, B, TcpStream>(app, websockets))
+                .finish(plain)
+                .tcp()
+                .map_err(|error| log::debug!("HTTP connection failed: {error:?}"))
+                .map_init_err(init_failed),
+        ),
+        Security::Tls(config) => boxed::factory(
+            builder!()
+                .upgrade(upgrade_service::<_, B, TlsStream<TcpStream>>(app, websockets))
+                .finish(plain)
+                .rustls_0_23((*config).clone())
+                .map_err(|error| log::debug!("HTTPS connection failed: {error:?}"))
+                .map_init_err(init_failed),
+        ),
+    }
+}
+
+/// The upgrade service of one worker: hands each upgrade request to the app, then starts the
+/// WebSocket the app accepted on its stream, `T` (TCP or TLS).
+fn upgrade_service<A, B, T>(
+    app: Rc<OnceCell<Rc<A>>>,
+    websockets: ConnectionSlots,
+) -> impl ServiceFactory<(Request, Framed<T, h1::Codec>), Config = (), Response = (), Error = Infallible, InitError = ()>
+where
+    A: Service<Request> + 'static,
+    A::Response: Into<Response<B>>,
+    A::Error: Into<Response<BoxBody>>,
+    B: MessageBody + 'static,
+    T: Transport,
+{
+    fn_factory(move || {
+        let (app, websockets) = (app.clone(), websockets.clone());
+        async move {
+            Ok::<_, ()>(fn_service(move |(req, framed): (Request, Framed<T, h1::Codec>)| {
+                serve::<_, B, T>(app.get().cloned(), req, framed, websockets.clone())
+            }))
+        }
+    })
 }

@@ -3,7 +3,8 @@
 //!
 //! | file | what it holds |
 //! | --- | --- |
-//! | `outbound.rs` | the queue of frames waiting for the socket (bounded in bytes, shared with every thread that sends) and the one close state |
+//! | `frames.rs` | the frames waiting for the socket, in order, measured in bytes and numbered |
+//! | `outbound.rs` | those frames and the one close state under one lock, shared with every thread that sends |
 //! | `state.rs` | [`ConnState`]: the decoder, the close handshake, pongs, the clocks and the write accounting; bytes and time in, events and chunks out |
 //! | `timers.rs` | the keepalive, idle, close and write deadlines as values |
 //! | `session.rs` | what the peer's events are handed to (the callback style) |
@@ -17,6 +18,7 @@
 
 pub(crate) mod dispatched;
 pub(crate) mod driver;
+mod frames;
 pub(crate) mod outbound;
 mod session;
 pub(crate) mod state;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Buf;
 
-use super::outbound::{Chunk, CloseState, FrameKind, Phase};
+use super::outbound::{Chunk, CloseState, Phase};
 use super::timers::{Due, Timers};
 use crate::config::Config;
 use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, Input, OpCode, ProtocolError};
@@ -107,7 +107,8 @@ impl ConnState {
     /// Whether the connection is over and everything it had to write is written: the driver
     /// shuts the socket down. With `cx`, the driver's waker is kept to hear of new frames.
     pub(crate) fn is_done(&mut self, cx: Option<&mut std::task::Context<'_>>) -> bool {
-        self.in_flight.is_empty() && self.take(cx)
+        // What the queue hands over now is not written yet: done only with nothing in flight.
+        self.in_flight.is_empty() && self.take(cx) && self.in_flight.is_empty()
     }
 
     /// Whether the connection was aborted: the driver drops the socket without writing more.
@@ -278,9 +279,7 @@ impl ConnState {
                 Due::Ping(n) => {
                     // Refused when the queue is full (the peer does not read): the pong clock
                     // runs all the same, no answer can come.
-                    let _ = shared
-                        .outbound
-                        .push(shared.encode(OpCode::Ping, &n.to_be_bytes()), FrameKind::Control);
+                    let _ = shared.outbound.push(shared.encode(OpCode::Ping, &n.to_be_bytes()));
                 }
                 Due::Idle => {
                     log::info!(
@@ -383,3 +382,6 @@ impl Drop for ConnState {
         shared.teardown();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,6 +21,7 @@ mod decoder;
 mod frame;
 mod input;
 mod mask;
+mod reassembly;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
