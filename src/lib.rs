@@ -8,8 +8,9 @@
 //!
 //! A WebSocket route is an actix-web service: mount it in any `App`, beside other routes and
 //! under scopes and middleware. Serve the app with [`Server`], which takes the same app factory
-//! as actix-web's `HttpServer` and lets each accepted WebSocket read and write its own socket;
-//! `HttpServer` works too (for TLS, say), with frames passing through actix-web's dispatcher.
+//! as actix-web's `HttpServer` and lets each accepted WebSocket read and write its own socket (or
+//! TLS stream: [`Server::bind_rustls`]); `HttpServer` works too, with frames passing through
+//! actix-web's dispatcher.
 //!
 //! ```no_run
 //! use actix_web::App;

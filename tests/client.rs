@@ -1,5 +1,6 @@
-//! The client: against switchboard's server, against a third-party server (tokio-tungstenite),
-//! over TLS, and against servers that misbehave during the handshake.
+//! The client: against switchboard's server and a third-party server (tokio-tungstenite), on an
+//! actix arbiter, with keepalive, reconnection and its message limit. The handshake's failures
+//! are in `client_handshake.rs`, TLS in `client_tls.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -9,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{echo, report, TestServer, PATIENCE};
+use common::{echo, header_value, read_head, report, TestServer, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
-use switchboard::{CloseCode, Config, ConnectError, Reconnect, Text, WebSocket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use switchboard::{CloseCode, Config, Reconnect, Text, WebSocket};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -55,16 +56,6 @@ fn skip_server_extras(mut seen: UnboundedReceiver<Seen>) -> UnboundedReceiver<Se
         }
     });
     rx
-}
-
-/// An `on_connect` callback that reports every text message into the returned channel.
-fn reporting_texts() -> (impl Fn(&WebSocket) + Send + Sync + 'static, UnboundedReceiver<String>) {
-    let (tx, rx) = unbounded_channel();
-    let on_connect = move |ws: &WebSocket| {
-        let tx = tx.clone();
-        ws.on_text(move |_, t| drop(tx.send(t.to_string())));
-    };
-    (on_connect, rx)
 }
 
 /// The same rows against any echo server: messages, the send future, pings, and a close.
@@ -218,8 +209,8 @@ async fn client_keepalive_drops_a_silent_server() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
-        let request = read_request(&mut tcp).await;
-        let key = header(&request, "sec-websocket-key");
+        let request = read_head(&mut tcp).await;
+        let key = header_value(&request, "sec-websocket-key");
         let accept = switchboard::accept_key(key.as_bytes());
         let response = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
         tcp.write_all(response.as_bytes()).await.unwrap();
@@ -238,136 +229,6 @@ async fn client_keepalive_drops_a_silent_server() {
     let code = tokio::time::timeout(PATIENCE, ws.closed()).await.unwrap();
     assert_eq!(code, CloseCode::ABNORMAL);
     assert!(ws.close_reason().unwrap().contains("keepalive timeout"));
-}
-
-async fn read_request(tcp: &mut tokio::net::TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap() == 1 {
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-fn header(request: &str, name: &str) -> String {
-    request
-        .lines()
-        .find_map(|line| {
-            line.split_once(':')
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default()
-}
-
-/// A server that reads the request and answers with `respond(request)`; `None` closes at once;
-/// `Some("")` never answers.
-async fn scripted_server(respond: fn(&str) -> Option<String>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let request = read_request(&mut tcp).await;
-                match respond(&request) {
-                    None => drop(tcp),
-                    Some(answer) if answer.is_empty() => {
-                        tokio::time::sleep(PATIENCE).await;
-                    }
-                    Some(answer) => {
-                        let _ = tcp.write_all(answer.as_bytes()).await;
-                        tokio::time::sleep(PATIENCE).await;
-                    }
-                }
-            });
-        }
-    });
-    format!("ws://{addr}/")
-}
-
-#[tokio::test]
-async fn handshake_failures_are_typed_errors() {
-    // Nothing listens on a port we bound and released.
-    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let refused = WebSocket::connect(format!("ws://{free}/")).await.unwrap_err();
-    assert!(matches!(refused, ConnectError::Connect { .. }), "{refused}");
-
-    // A label over 63 bytes cannot be a DNS name: the resolver fails without sending a query.
-    let bad_name = format!("ws://{}.invalid/", "x".repeat(70));
-    let dns = WebSocket::connect(bad_name).await.unwrap_err();
-    assert!(matches!(dns, ConnectError::Dns { .. }), "{dns}");
-
-    let invalid = WebSocket::connect("http://127.0.0.1/").await.unwrap_err();
-    assert!(matches!(invalid, ConnectError::InvalidUrl { .. }), "{invalid}");
-
-    let wrong_accept = scripted_server(|_| {
-        Some("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".into())
-    })
-    .await;
-    let error = WebSocket::connect(wrong_accept).await.unwrap_err();
-    assert!(matches!(error, ConnectError::BadAccept), "{error}");
-
-    let hangs_up = scripted_server(|_| None).await;
-    let error = WebSocket::connect(hangs_up).await.unwrap_err();
-    assert!(matches!(error, ConnectError::ClosedDuringHandshake), "{error}");
-
-    let silent = scripted_server(|_| Some(String::new())).await;
-    let error = WebSocket::builder(silent)
-        .handshake_timeout(Duration::from_millis(200))
-        .connect()
-        .await
-        .unwrap_err();
-    assert!(matches!(error, ConnectError::HandshakeTimeout(_)), "{error}");
-}
-
-#[tokio::test]
-async fn a_404_or_401_instead_of_an_upgrade_shows_its_status() {
-    use actix_web::middleware::{from_fn, Next};
-    async fn deny(
-        req: actix_web::dev::ServiceRequest,
-        _: Next<impl actix_web::body::MessageBody>,
-    ) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
-        Ok(req.into_response(actix_web::HttpResponse::Unauthorized().finish()))
-    }
-    let server = TestServer::start(|cfg, _| {
-        cfg.service(
-            actix_web::web::scope("/private")
-                .wrap(from_fn(deny))
-                .service(switchboard::websocket("/ws", echo)),
-        );
-    });
-    let missing = WebSocket::connect(server.url("/nowhere")).await.unwrap_err();
-    assert!(matches!(missing, ConnectError::Status { status: 404, .. }), "{missing}");
-    let denied = WebSocket::connect(server.url("/private/ws")).await.unwrap_err();
-    assert!(matches!(denied, ConnectError::Status { status: 401, .. }), "{denied}");
-}
-
-#[tokio::test]
-async fn the_client_offers_protocols_and_headers() {
-    let server = TestServer::start(|cfg, _| {
-        cfg.service(
-            switchboard::websocket("/proto", |req, ws| {
-                let token = req
-                    .headers()
-                    .get("x-token")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("none")
-                    .to_string();
-                ws.send(format!("{} {}", ws.protocol().unwrap_or("none"), token));
-            })
-            .protocols(["v2"]),
-        );
-    });
-    let (on_connect, mut rx) = reporting_texts();
-    let ws = WebSocket::builder(server.url("/proto"))
-        .protocols(["v1", "v2"])
-        .header("X-Token", "abc")
-        .on_connect(on_connect)
-        .connect()
-        .await
-        .unwrap();
-    assert_eq!(ws.protocol(), Some("v2"));
-    assert_eq!(report(&mut rx).await, "v2 abc");
 }
 
 #[tokio::test]
@@ -416,68 +277,6 @@ async fn report_end<T>(rx: &mut UnboundedReceiver<T>) -> bool {
         .is_none()
 }
 
-/// A self-signed certificate for 127.0.0.1, and a server config using it.
-fn tls_configs() -> (
-    Arc<switchboard::rustls::ServerConfig>,
-    Arc<switchboard::rustls::ClientConfig>,
-) {
-    use switchboard::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-    let server = switchboard::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![der.clone()], key)
-        .unwrap();
-    let mut roots = switchboard::rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let client = switchboard::rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
-
-#[tokio::test]
-async fn wss_from_our_client_to_our_server() {
-    let (server_tls, client_tls) = tls_configs();
-    let server = TestServer::start_tls((*server_tls).clone(), |cfg, _| {
-        cfg.service(switchboard::websocket("/secure", echo));
-    });
-    let url = format!("wss://127.0.0.1:{}/secure", server.addr.port());
-    let (on_connect, mut rx) = reporting_texts();
-    let ws = WebSocket::builder(&url)
-        .tls(client_tls)
-        .on_connect(on_connect)
-        .connect()
-        .await
-        .unwrap();
-    ws.send("over TLS").await.unwrap();
-    assert_eq!(report(&mut rx).await, "over TLS");
-    assert_eq!(ws.close().await, CloseCode::NORMAL);
-    // The default trust store does not know our self-signed certificate.
-    let untrusted = WebSocket::connect(url).await.unwrap_err();
-    assert!(matches!(untrusted, ConnectError::Tls(_)), "{untrusted}");
-}
-
-#[tokio::test]
-async fn a_header_that_would_inject_another_is_refused_before_anything_is_sent() {
-    // Nothing listens there: a refusal that came after connecting would be a `Connect` error.
-    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    for (name, value) in [
-        ("X-Token", "abc\r\nX-Evil: 1"),
-        ("X-Token", "a\nb"),
-        ("X Token", "v"),
-        ("", "v"),
-    ] {
-        let error = WebSocket::builder(format!("ws://{free}/"))
-            .header(name, value)
-            .connect()
-            .await
-            .unwrap_err();
-        assert!(matches!(error, ConnectError::InvalidHeader { .. }), "{name:?}: {error}");
-    }
-}
-
 #[tokio::test]
 async fn the_client_closes_with_1009_on_a_message_over_its_max_message_size() {
     let (tx, mut rx) = unbounded_channel();
@@ -518,9 +317,9 @@ async fn reconnection_gives_up_after_max_attempts() {
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let request = read_request(&mut tcp).await;
+            let request = read_head(&mut tcp).await;
             let answer = if n == 0 {
-                let accept = switchboard::accept_key(header(&request, "sec-websocket-key").as_bytes());
+                let accept = switchboard::accept_key(header_value(&request, "sec-websocket-key").as_bytes());
                 let mut answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").into_bytes();
                 // A close frame, 1001.
                 answer.extend_from_slice(&[0x88, 0x02, 0x03, 0xe9]);
@@ -550,51 +349,4 @@ async fn reconnection_gives_up_after_max_attempts() {
     // up: the channel ends then.
     assert!(report_end(&mut ended).await);
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1 + 3);
-}
-
-#[tokio::test]
-async fn wss_on_switchboard_server_from_our_client_and_from_tokio_tungstenite() {
-    let (server_tls, client_tls) = tls_configs();
-    let options = common::Options {
-        tls: Some((*server_tls).clone()),
-        owned: true,
-        ..common::Options::default()
-    };
-    let server = TestServer::spawn(options, |cfg, _| {
-        cfg.service(switchboard::websocket("/secure", echo));
-    });
-    let url = format!("wss://127.0.0.1:{}/secure", server.addr.port());
-    // Ours: a large message too, so that TLS records are split and buffered both ways.
-    let (on_connect, mut rx) = reporting_texts();
-    let ws = WebSocket::builder(&url)
-        .tls(client_tls.clone())
-        .on_connect(on_connect)
-        .connect()
-        .await
-        .unwrap();
-    let big = "ü".repeat(300_000);
-    for text in ["over TLS", big.as_str()] {
-        ws.send(text).await.unwrap();
-        assert_eq!(report(&mut rx).await, text);
-    }
-    assert_eq!(ws.close().await, CloseCode::NORMAL);
-    // tokio-tungstenite over a tokio-rustls stream.
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let name = switchboard::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(client_tls)
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let (mut client, response) = tokio_tungstenite::client_async(url.as_str(), tls).await.unwrap();
-    assert_eq!(response.status(), 101);
-    client.send(WsMessage::text("tungstenite over TLS")).await.unwrap();
-    assert_eq!(
-        tokio::time::timeout(PATIENCE, client.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap(),
-        WsMessage::text("tungstenite over TLS")
-    );
-    client.close(None).await.unwrap();
 }

@@ -8,10 +8,14 @@
 
 #[path = "client.rs"]
 mod client;
+#[path = "client_handshake.rs"]
+mod client_handshake;
 #[path = "hardening.rs"]
 mod hardening;
 #[path = "hostile.rs"]
 mod hostile;
+#[path = "hostile_limits.rs"]
+mod hostile_limits;
 #[path = "routes.rs"]
 mod routes;
 #[path = "server.rs"]

@@ -6,9 +6,9 @@
 //! answered to one read goes out at the start of the next turn, while its bytes are still in the
 //! CPU's cache. (Through a separate writer task, every other ready connection read before the
 //! answer was written; the 64 KiB echo's kernel copies took three to four and a half times as long
-//! as tungstenite's, which reads and writes one message at a time: docs/benchmarks.md, profile
-//! item 11.) It sleeps until the socket, the queue (another thread sent a frame) or the state's
-//! next deadline wakes it.
+//! as tungstenite's, which reads and writes one message at a time: docs/bench-results/history.md,
+//! profile item 11.) It sleeps until the socket, the queue (another thread sent a frame) or the
+//! state's next deadline wakes it.
 
 use std::future::Future;
 use std::io::{self, IoSlice};

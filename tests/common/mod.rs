@@ -218,6 +218,30 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// The value of header `name` in an HTTP head, or `""`.
+pub fn header_value(head: &str, name: &str) -> String {
+    head.lines()
+        .find_map(|line| {
+            line.split_once(':')
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// An `on_connect` callback that reports every text message into the returned channel.
+pub fn reporting_texts() -> (
+    impl Fn(&switchboard::WebSocket) + Send + Sync + 'static,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let on_connect = move |ws: &switchboard::WebSocket| {
+        let tx = tx.clone();
+        ws.on_text(move |_, t| drop(tx.send(t.to_string())));
+    };
+    (on_connect, rx)
+}
+
 /// The next data or close message, skipping pings and pongs.
 pub async fn next_message(client: &mut Client) -> WsMessage {
     loop {

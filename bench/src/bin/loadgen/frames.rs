@@ -1,14 +1,15 @@
 //! The load generator's own WebSocket framing: masked client frames out, server frames in.
 //!
 //! With tungstenite's client, the load generator spent 1.2–1.4 µs of its core per 32-byte echo,
-//! more than any server under test spent on its own core, so every server measured the same
-//! thing: the client (docs/benchmarks.md, "The load generator"). The handshake still goes through
-//! tokio-tungstenite; after it, these functions do what a load generator needs and no more.
-//! Every server frame is still parsed and checked (`switchboard::protocol::FrameHeader::parse`,
-//! then no mask and no reserved bits), fragmented messages are put together, pings are answered,
-//! and every client frame is masked with a fresh key (`apply_mask`). Reusing the library's
-//! protocol core here costs the benchmark no independence: every echo is checked byte for byte,
-//! and `bench/tests/loadgen.rs` runs this code against the tokio-tungstenite server.
+//! more than any server under test spent on its own core, so every server measured the same thing:
+//! the client (docs/bench-results/history.md, "The load generator was the ceiling"). The handshake
+//! still goes through tokio-tungstenite; after it, these functions do what a load generator needs
+//! and no more. Every server frame is still parsed and checked
+//! (`switchboard::protocol::FrameHeader::parse`, then no mask and no reserved bits), fragmented
+//! messages are put together, pings are answered, and every client frame is masked with a fresh key
+//! (`apply_mask`). Reusing the library's protocol core here costs the benchmark no independence:
+//! every echo is checked byte for byte, and `bench/tests/loadgen.rs` runs this code against the
+//! tokio-tungstenite server.
 
 use bytes::{Buf, BytesMut};
 use switchboard::protocol::{apply_mask, FrameHeader, OpCode};

@@ -1,0 +1,143 @@
+//! The broadcast scenario: subscribers on one URL, one publisher, every delivery counted.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use switchboard::protocol::OpCode;
+use tokio::io::AsyncWriteExt;
+
+use crate::conn::{connect, connect_many, Conn, SMALL_READ_BUFFER};
+use crate::frames;
+use crate::{percentiles, progress};
+
+/// How long to wait, after the last broadcast, for deliveries still in flight.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub(crate) async fn broadcast(
+    url: &str,
+    subscribers: usize,
+    rate: u64,
+    window: u64,
+    seconds: u64,
+) -> Result<serde_json::Value, String> {
+    let origin = Instant::now();
+    let subs = connect_many(url, subscribers).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Each reader records into its own vector (an uncontended lock), so the readers can simply be
+    // aborted after the drain, without a timer per message.
+    let latency_sets: Vec<Arc<parking_lot::Mutex<Vec<u32>>>> = (0..subscribers).map(|_| Arc::default()).collect();
+    let readers: Vec<_> = subs
+        .into_iter()
+        .zip(latency_sets.iter().cloned())
+        .map(|(mut conn, latencies)| {
+            let received = received.clone();
+            tokio::spawn(async move {
+                loop {
+                    let read = conn.reader.read(|opcode, data| {
+                        if let Some(sent_us) = (opcode == OpCode::Text).then(|| sent_at_us(data)).flatten() {
+                            let now_us = origin.elapsed().as_micros() as u64;
+                            let latency = now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32;
+                            latencies.lock().push(latency);
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    });
+                    if read.await.is_err() || conn.send(&[]).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    // The publisher's reader only counts its own messages; the servers under test do not ping.
+    let Conn {
+        reader: mut own,
+        mut write,
+        mut masks,
+    } = connect(url, SMALL_READ_BUFFER).await?;
+    let own_seen = Arc::new(AtomicU64::new(0));
+    // Wakes the publisher when one of its own messages comes back: waiting by yielding in a
+    // loop cost the load generator an `epoll_wait` per turn, 1.6 M in a 4 s run.
+    let own_arrived = Arc::new(tokio::sync::Notify::new());
+    let own_reader = {
+        let own_seen = own_seen.clone();
+        let own_arrived = own_arrived.clone();
+        let stop = stop.clone();
+        // The publisher's own copies are timed too: a server that serves the publisher ahead of
+        // the other subscribers frees the flat-out window sooner, and gets more deliveries/s.
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let read = own.read(|opcode, data| {
+                    if opcode == OpCode::Text {
+                        if let Some(sent_us) = sent_at_us(data) {
+                            let now_us = origin.elapsed().as_micros() as u64;
+                            latencies.push(now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32);
+                        }
+                        own_seen.fetch_add(1, Ordering::Relaxed);
+                        own_arrived.notify_one();
+                    }
+                    Ok(())
+                });
+                if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(200), read).await {
+                    break;
+                }
+            }
+            latencies
+        })
+    };
+    progress(seconds, received.clone(), "deliveries", stop.clone());
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let mut sent = 0u64;
+    let mut out = Vec::new();
+    let mut interval = (rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64)));
+    while Instant::now() < deadline {
+        match interval.as_mut() {
+            Some(interval) => {
+                interval.tick().await;
+            }
+            None => {
+                while sent.saturating_sub(own_seen.load(Ordering::Relaxed)) >= window && Instant::now() < deadline {
+                    let _ = tokio::time::timeout_at(deadline.into(), own_arrived.notified()).await;
+                }
+            }
+        }
+        let message = format!("{sent} {}", origin.elapsed().as_micros());
+        out.clear();
+        frames::encode(OpCode::Text, message.len(), &mut masks, &mut out, |out| {
+            out.extend_from_slice(message.as_bytes())
+        });
+        write.write_all(&out).await.map_err(|e| e.to_string())?;
+        sent += 1;
+    }
+    let publishing = start.elapsed().as_secs_f64();
+    let expected = sent * subscribers as u64;
+    let drain_deadline = Instant::now() + DRAIN;
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    readers.iter().for_each(tokio::task::JoinHandle::abort);
+    let mut latencies = Vec::new();
+    for set in &latency_sets {
+        latencies.append(&mut set.lock());
+    }
+    let own_latencies = own_reader.await.unwrap_or_default();
+    let delivered = received.load(Ordering::Relaxed);
+    Ok(json!({
+        "scenario": "broadcast", "url": url, "subscribers": subscribers, "rate": rate, "window": window,
+        "seconds": publishing, "published": sent, "deliveries": delivered,
+        "deliveries_per_s": delivered as f64 / publishing, "lost": expected.saturating_sub(delivered),
+        "latency": percentiles(latencies), "publisher_latency": percentiles(own_latencies),
+    }))
+}
+
+/// The send time in a broadcast message `"SEQ MICROS"`.
+fn sent_at_us(message: &[u8]) -> Option<u64> {
+    let at = message.iter().position(|&b| b == b' ')?;
+    std::str::from_utf8(message.get(at + 1..)?).ok()?.parse().ok()
+}
