@@ -77,6 +77,24 @@ pub struct Config {
     /// Default 100. Past it a join fails with [`HubError::TooManyRooms`](crate::HubError): each
     /// room a session is in costs memory, and a leave to announce when it disconnects.
     pub max_rooms: usize,
+    /// How many messages a session actor's bounded mailbox holds (see `switchboard::ws`).
+    ///
+    /// Default 1,024. Messages sent through a [`SessionAddr`](crate::ws::SessionAddr) (from
+    /// [`Hub::addr`](crate::Hub::addr)) and intercepted hub broadcasts wait there until the actor
+    /// handles them. When it is full, a message that may not be dropped closes the session with
+    /// 1008 and a droppable one is dropped, both counted in metrics. Raise it for actors that
+    /// take bursts; each waiting message costs its size plus about 64 bytes.
+    pub mailbox_capacity: usize,
+    /// How many times a supervised session actor may be restarted after a panic within
+    /// `restart_window` before its connection is closed with 1011.
+    ///
+    /// Default 3. A panic that repeats on every message would otherwise restart forever; `0`
+    /// closes on the first panic.
+    pub max_restarts: u32,
+    /// The window `max_restarts` counts in.
+    ///
+    /// Default 10 s.
+    pub restart_window: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +110,9 @@ impl Default for Config {
             idle_timeout: None,
             max_connections: None,
             max_rooms: 100,
+            mailbox_capacity: 1024,
+            max_restarts: 3,
+            restart_window: Duration::from_secs(10),
         }
     }
 }

@@ -78,6 +78,7 @@ mod server;
 pub mod shutdown;
 mod socket;
 mod takeover;
+pub mod ws;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;

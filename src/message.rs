@@ -28,6 +28,16 @@ impl Text {
     pub fn into_bytes(self) -> Bytes {
         self.0.into_bytes()
     }
+
+    /// The same text as actix's `ByteString`, without copying.
+    pub(crate) fn into_byte_string(self) -> ByteString {
+        self.0
+    }
+
+    /// Wraps actix's `ByteString`, without copying.
+    pub(crate) fn from_byte_string(text: ByteString) -> Text {
+        Text(text)
+    }
 }
 
 impl Deref for Text {

@@ -25,6 +25,9 @@ pub struct Metrics {
     write_timeouts: AtomicU64,
     undelivered: [AtomicU64; DropReason::ALL.len()],
     hub_refusals: AtomicU64,
+    mailbox_closes: AtomicU64,
+    mailbox_drops: AtomicU64,
+    actor_restarts: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -90,6 +93,12 @@ pub struct MetricsSnapshot {
     pub undelivered: BTreeMap<DropReason, u64>,
     /// Hub calls refused because the supervisor's mailbox was full (`try_` methods, upgrades).
     pub hub_refusals: u64,
+    /// Session actors closed with 1008 because a message found their bounded mailbox full.
+    pub mailbox_closes: u64,
+    /// Droppable messages dropped because a session actor's bounded mailbox was full.
+    pub mailbox_drops: u64,
+    /// Session actors restarted after a panic (supervised actors, within their budget).
+    pub actor_restarts: u64,
     /// Closed connections by close code.
     pub closes: BTreeMap<u16, u64>,
 }
@@ -150,6 +159,21 @@ impl Metrics {
         self.hub_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A session actor's bounded mailbox was full for a message that may not be dropped.
+    pub(crate) fn mailbox_close(&self) {
+        self.mailbox_closes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A droppable message was dropped at a full session-actor mailbox.
+    pub(crate) fn mailbox_drop(&self) {
+        self.mailbox_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session actor was restarted after a panic.
+    pub(crate) fn actor_restart(&self) {
+        self.actor_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -170,6 +194,9 @@ impl Metrics {
                 .map(|reason| (*reason, self.undelivered.get(reason.index()).map_or(0, get)))
                 .collect(),
             hub_refusals: get(&self.hub_refusals),
+            mailbox_closes: get(&self.mailbox_closes),
+            mailbox_drops: get(&self.mailbox_drops),
+            actor_restarts: get(&self.actor_restarts),
             closes: self.closes.lock().clone(),
         }
     }
@@ -245,6 +272,24 @@ impl Metrics {
             "counter",
             "Hub calls refused because the supervisor's mailbox was full.",
             s.hub_refusals,
+        );
+        metric(
+            "mailbox_closes_total",
+            "counter",
+            "Session actors closed because their bounded mailbox was full.",
+            s.mailbox_closes,
+        );
+        metric(
+            "mailbox_drops_total",
+            "counter",
+            "Droppable messages dropped at a full session-actor mailbox.",
+            s.mailbox_drops,
+        );
+        metric(
+            "actor_restarts_total",
+            "counter",
+            "Session actors restarted after a panic.",
+            s.actor_restarts,
         );
         let _ = writeln!(
             out,

@@ -8,7 +8,7 @@ use crate::hub::Hub;
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use crate::config::Config;
 use crate::connection::Pending;
@@ -177,8 +177,8 @@ impl HttpServiceFactory for WebSocketRoute {
     }
 }
 
-/// Checks the handshake, hands the socket to the route's handler, starts the connection actor
-/// and answers 101 with the socket's outbound stream as the body.
+/// Checks the handshake, hands the socket to the route's handler, starts the connection and
+/// answers 101.
 fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Result<HttpResponse, HandshakeRejection> {
     let accepted = handshake::check(req, &state.policy).inspect_err(|e| log_rejection(req, e))?;
     let extra = match &state.hook {
@@ -187,42 +187,13 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     };
     let slot = state.slots.acquire().inspect_err(|e| log_rejection(req, e))?;
 
-    let mut response = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
-    response
-        .upgrade("websocket")
-        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accepted.accept));
-    if let Some(protocol) = accepted.protocol.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
-        response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol));
-    }
+    let mut response = switching_protocols(&accepted);
     for (name, value) in extra {
         response.append_header((name, value));
     }
-
-    let hub = state
-        .hub
-        .clone()
-        .or_else(|| req.app_data::<Hub>().cloned())
-        .or_else(|| req.app_data::<web::Data<Hub>>().map(|hub| hub.get_ref().clone()))
-        .unwrap_or_else(Hub::global);
-    let pending = Pending::new(
-        Role::Server,
-        accepted.protocol,
-        state.config.clone(),
-        hub.metrics_handle(),
-    );
+    let hub = hub_of(req, state.hub.as_ref());
+    let pending = register(req, &hub, accepted.protocol, state.config.clone(), &state.name)?;
     let ws = pending.socket().clone();
-    // Joining before the handler runs lets the handler's own broadcasts include this session.
-    hub.connect(ws.id(), state.name.clone(), ws.shared.clone(), state.config.max_rooms)
-        .map_err(|error| {
-            let rejection = HandshakeRejection::Overloaded;
-            log::warn!(
-                "session {} not registered with the hub ({error}); answering 503",
-                ws.id()
-            );
-            log_rejection(req, &rejection);
-            rejection
-        })?;
-    ws.shared.joined(hub.clone());
     if catch_unwind(AssertUnwindSafe(|| (state.handler)(req, ws.clone()))).is_err() {
         log::error!("the handler of route {} panicked; answering 500", state.name);
         hub.disconnect(ws.id());
@@ -232,19 +203,85 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
         ));
     }
     log::debug!("session {} upgraded on {} ({})", ws.id(), state.name, req.path());
-    if req.extensions().contains::<OwnsSocket>() {
-        // switchboard::Server writes this 101 itself and hands the socket to the connection.
-        let mut response = response.finish();
-        response
-            .extensions_mut()
-            .insert(Takeover::new(pending, hub, Box::new(slot)));
-        return Ok(response);
-    }
-    let body = pending.run_dispatched(payload, RawSocket::of(req), Box::new(slot));
-    Ok(response.streaming(body))
+    Ok(start(pending, hub, req, payload, response, Box::new(slot)))
 }
 
-fn log_rejection(req: &HttpRequest, rejection: &HandshakeRejection) {
+/// The 101 answer to an accepted handshake.
+pub(crate) fn switching_protocols(accepted: &handshake::Accepted) -> HttpResponseBuilder {
+    let mut response = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    response
+        .upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accepted.accept.as_str()));
+    if let Some(protocol) = accepted.protocol.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+        response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol));
+    }
+    response
+}
+
+/// The hub a connection registers with: the route's own, else the app's (`app_data`, as `Hub`
+/// or `web::Data<Hub>`), else the process-wide one.
+pub(crate) fn hub_of(req: &HttpRequest, own: Option<&Hub>) -> Hub {
+    own.cloned()
+        .or_else(|| req.app_data::<Hub>().cloned())
+        .or_else(|| req.app_data::<web::Data<Hub>>().map(|hub| hub.get_ref().clone()))
+        .unwrap_or_else(Hub::global)
+}
+
+/// Makes the connection's handle and registers its session with `hub` under `route` (before
+/// any handler runs, so the handler's own broadcasts include it).
+///
+/// # Errors
+///
+/// [`HandshakeRejection::Overloaded`] (503) when the hub's supervisor is too busy.
+pub(crate) fn register(
+    req: &HttpRequest,
+    hub: &Hub,
+    protocol: Option<String>,
+    config: Arc<Config>,
+    route: &str,
+) -> Result<Pending, HandshakeRejection> {
+    let max_rooms = config.max_rooms;
+    let pending = Pending::new(Role::Server, protocol, config, hub.metrics_handle());
+    let shared = &pending.socket().shared;
+    hub.connect(shared.id, route, shared.clone(), max_rooms)
+        .map_err(|error| {
+            let rejection = HandshakeRejection::Overloaded;
+            log::warn!(
+                "session {} not registered with the hub ({error}); answering 503",
+                shared.id
+            );
+            log_rejection(req, &rejection);
+            rejection
+        })?;
+    shared.joined(hub.clone());
+    Ok(pending)
+}
+
+/// Starts the connection and finishes its 101: on `switchboard::Server`, which writes the 101
+/// itself and hands the socket over; under `HttpServer`, reading `payload` with the socket's
+/// frames as the body. `guard` is dropped when the connection ends.
+pub(crate) fn start<P, E>(
+    pending: Pending,
+    hub: Hub,
+    req: &HttpRequest,
+    payload: P,
+    mut response: HttpResponseBuilder,
+    guard: Box<dyn Send>,
+) -> HttpResponse
+where
+    P: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin + 'static,
+    E: std::fmt::Display + 'static,
+{
+    if req.extensions().contains::<OwnsSocket>() {
+        let mut response = response.finish();
+        response.extensions_mut().insert(Takeover::new(pending, hub, guard));
+        return response;
+    }
+    let body = pending.run_dispatched(payload, RawSocket::of(req), guard);
+    response.streaming(body)
+}
+
+pub(crate) fn log_rejection(req: &HttpRequest, rejection: &HandshakeRejection) {
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     log::info!(
         "handshake from {peer} to {} refused ({}): {rejection}",

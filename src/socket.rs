@@ -45,7 +45,13 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// The hub a server session is registered with, to leave when it ends.
     hub: OnceLock<Hub>,
+    /// Where hub messages go instead of the queue, once a session actor intercepts them.
+    interceptor: OnceLock<Interceptor>,
 }
+
+/// Takes a hub message for a session instead of its outbound queue (a session actor's
+/// `intercept_broadcasts`).
+pub(crate) type Interceptor = Box<dyn Fn(&Message) -> Result<(), Undelivered> + Send + Sync>;
 
 impl Shared {
     pub(crate) fn new(role: Role, protocol: Option<String>, limit: usize, metrics: Arc<Metrics>) -> Shared {
@@ -57,6 +63,7 @@ impl Shared {
             callbacks: Mutex::new(Callbacks::default()),
             metrics,
             hub: OnceLock::new(),
+            interceptor: OnceLock::new(),
         }
     }
 
@@ -82,7 +89,7 @@ impl Shared {
     /// queue. A large one on the server goes as a header followed by the payload itself, not
     /// copied; a client masks every payload, which copies it anyway, so it encodes a large frame
     /// into a buffer of its own, outside the queue's lock.
-    fn push_message(&self, message: &Message) -> Result<u64, PushError> {
+    pub(crate) fn push_message(&self, message: &Message) -> Result<u64, PushError> {
         let (opcode, payload) = frame_parts(message);
         let client = self.role == Role::Client;
         let len = protocol::frame_len(payload.len(), client);
@@ -129,6 +136,23 @@ impl Shared {
         self.outbound.end(frame, Some(encoded), true);
     }
 
+    /// Queues a ping or pong in order with the data frames; a full queue fails the connection
+    /// with 1008 and a closed one drops it.
+    pub(crate) fn push_control(&self, opcode: OpCode, payload: &[u8]) {
+        let frame = self.encode(opcode, payload);
+        if self.outbound.push(frame) == Err(PushError::Full) {
+            self.queue_full();
+        }
+    }
+
+    /// From now on, hub messages for this session go to `interceptor`. Set once; a second call
+    /// is ignored.
+    pub(crate) fn intercept(&self, interceptor: Interceptor) {
+        if self.interceptor.set(interceptor).is_err() {
+            log::debug!("session {}: broadcasts are intercepted already", self.id);
+        }
+    }
+
     /// Queues the pong to a ping (past a few waiting, it replaces the newest of them).
     pub(crate) fn queue_pong(&self, pong: Bytes) {
         if self.outbound.push_pong(pong) == Err(PushError::Full) {
@@ -167,6 +191,9 @@ impl Shared {
 
 impl SessionSink for Shared {
     fn deliver(&self, message: &Outgoing) -> Result<(), Undelivered> {
+        if let Some(interceptor) = self.interceptor.get() {
+            return interceptor(message.message());
+        }
         let frame = match self.role {
             // A server's frames are the same bytes for every recipient: encode once, share.
             Role::Server => message.frame(|m| self.encode_message(m)),

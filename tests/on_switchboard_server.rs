@@ -6,6 +6,10 @@
 // the helpers are compiled once per file, on purpose.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "actors.rs"]
+mod actors;
+#[path = "actors_runtime.rs"]
+mod actors_runtime;
 #[path = "client.rs"]
 mod client;
 #[path = "client_handshake.rs"]

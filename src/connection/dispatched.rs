@@ -68,9 +68,11 @@ where
     fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         self.state.handle_timeout(now);
+        self.session.poll(cx, &mut self.state);
+        dispatch(&mut self.state, &mut self.session, now);
         let mut busy = true;
         for _ in 0..TURNS {
-            if self.state.is_aborted() || !self.state.wants_read(now) {
+            if self.state.is_aborted() || !self.state.wants_read(now) || !self.session.wants_events() {
                 busy = false;
                 break;
             }
@@ -78,6 +80,7 @@ where
                 Poll::Ready(Some(Ok(bytes))) => {
                     self.state.receive(bytes);
                     dispatch(&mut self.state, &mut self.session, now);
+                    self.session.poll(cx, &mut self.state);
                 }
                 Poll::Ready(Some(Err(error))) => {
                     self.state.peer_ended(Some(std::io::Error::other(error.to_string())));
@@ -132,7 +135,12 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().turn(cx)
+        let this = self.get_mut();
+        let done = this.turn(cx);
+        if done.is_ready() {
+            this.session.ended(cx, &mut this.state);
+        }
+        done
     }
 }
 

@@ -198,6 +198,9 @@ where
     fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         self.state.handle_timeout(now);
+        // The session's own work (an actor's mailbox and timers), and what it held back.
+        self.session.poll(cx, &mut self.state);
+        dispatch(&mut self.state, &mut self.session, now);
         // Still reading when the turns run out: more may be ready, come back after the others.
         let mut busy = true;
         for _ in 0..TURNS {
@@ -213,7 +216,7 @@ where
                 // Closing our side is the last write; the socket is dropped after it.
                 return Pin::new(&mut self.io).poll_shutdown(cx).map(|_| ());
             }
-            if !self.state.wants_read(now) {
+            if !self.state.wants_read(now) || !self.session.wants_events() {
                 busy = false;
                 break;
             }
@@ -225,6 +228,7 @@ where
                 Poll::Ready(Ok(Some(chunk))) => {
                     self.state.receive(chunk);
                     dispatch(&mut self.state, &mut self.session, now);
+                    self.session.poll(cx, &mut self.state);
                 }
                 Poll::Ready(Ok(None)) => self.state.peer_ended(None),
                 Poll::Ready(Err(error)) => self.state.peer_ended(Some(error)),
@@ -248,6 +252,11 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().turn(cx)
+        let this = self.get_mut();
+        let done = this.turn(cx);
+        if done.is_ready() {
+            this.session.ended(cx, &mut this.state);
+        }
+        done
     }
 }

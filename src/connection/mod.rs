@@ -7,7 +7,7 @@
 //! | `outbound.rs` | those frames and the one close state under one lock, shared with every thread that sends |
 //! | `state.rs` | [`ConnState`]: the decoder, the close handshake, pongs, the clocks and the write accounting; bytes and time in, events and chunks out |
 //! | `timers.rs` | the keepalive, idle, close and write deadlines as values |
-//! | `session.rs` | what the peer's events are handed to (the callback style) |
+//! | `session.rs` | what the peer's events are handed to: the callback style, or a session actor (`crate::ws`) |
 //! | `driver.rs` | the task of a connection that owns its socket: TCP, TLS, or a client's stream |
 //! | `dispatched.rs` | the adapter under actix-web's `HttpServer`, whose dispatcher owns the socket |
 //!
@@ -38,14 +38,17 @@ use crate::socket::{Shared, WebSocket};
 use dispatched::{Dispatched, OutboundBody};
 use driver::Driver;
 pub(crate) use driver::Transport;
-use session::CallbackSession;
-use state::ConnState;
+pub(crate) use session::Session;
+use session::{AnySession, CallbackSession};
+pub(crate) use state::ConnState;
 
 /// A connection whose handle exists (so a handler can register callbacks on it) but which has
 /// not started reading yet.
 pub(crate) struct Pending {
     ws: WebSocket,
     config: Arc<Config>,
+    /// What hears the peer: a session actor, or (`None`) the callbacks on the handle.
+    session: Option<Box<dyn Session>>,
 }
 
 impl Pending {
@@ -55,12 +58,26 @@ impl Pending {
         Pending {
             ws: WebSocket::new(shared),
             config,
+            session: None,
         }
     }
 
     /// The socket handle, to give to the handler before the connection starts.
     pub(crate) fn socket(&self) -> &WebSocket {
         &self.ws
+    }
+
+    /// Hands the peer's events to `session` (a session actor) instead of the handle's callbacks.
+    pub(crate) fn set_session(&mut self, session: Box<dyn Session>) {
+        self.session = Some(session);
+    }
+
+    /// The session the connection runs, taking the handle.
+    fn into_session(self) -> AnySession {
+        match self.session {
+            Some(session) => AnySession::Boxed(session),
+            None => AnySession::Callbacks(CallbackSession::new(self.ws)),
+        }
     }
 
     /// The connection's state, starting now.
@@ -73,7 +90,7 @@ impl Pending {
     /// handshake), as a task on the current actix arbiter. `guard` is dropped when it ends.
     pub(crate) fn run_owned<S: Transport>(self, io: S, leftover: Bytes, guard: Box<dyn Send>) {
         let state = self.state(false, guard);
-        let session = CallbackSession::new(self.ws);
+        let session = self.into_session();
         actix_rt::spawn(Driver::new(io, state, session, leftover));
     }
 
@@ -88,7 +105,7 @@ impl Pending {
     {
         let body = OutboundBody::new(self.ws.shared.outbound.clone());
         let state = self.state(true, guard);
-        let session = CallbackSession::new(self.ws);
+        let session = self.into_session();
         let payload = futures_util::StreamExt::map(payload, |item| item.map(Into::into));
         actix_rt::spawn(Dispatched::new(payload, state, session, socket));
         body

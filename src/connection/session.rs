@@ -1,6 +1,7 @@
 //! What a connection's driver hands the peer's messages to: a [`Session`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::Context;
 
 use crate::callbacks::{self, Panicked};
 use crate::protocol::{CloseCode, CloseFrame, Event};
@@ -18,6 +19,57 @@ pub(crate) trait Session: 'static {
     ///
     /// [`Panicked`] when the application's code panicked: the connection fails with 1011.
     fn event(&mut self, event: Event) -> Result<(), Panicked>;
+
+    /// Runs the session's own work (an actor's mailbox, timers and futures). The driver calls it
+    /// at the start of each turn and after each dispatch, with the connection's waker, which the
+    /// session's work wakes when it has more to do.
+    fn poll(&mut self, _cx: &mut Context<'_>, _state: &mut ConnState) {}
+
+    /// Whether the session takes more events now. A session that holds events it has not
+    /// handled yet (an actor waiting on a future) answers `false`, and the driver stops reading:
+    /// the peer's bytes wait in the kernel, not in memory of ours.
+    fn wants_events(&self) -> bool {
+        true
+    }
+
+    /// The connection is over: the session's last turn (an actor hears the end of its stream
+    /// and stops).
+    fn ended(&mut self, _cx: &mut Context<'_>, _state: &mut ConnState) {}
+}
+
+/// The session a connection runs: the callback style, known to the compiler so its dispatch
+/// stays a direct call, or any other (an application's actor), boxed.
+pub(crate) enum AnySession {
+    Callbacks(CallbackSession),
+    Boxed(Box<dyn Session>),
+}
+
+impl Session for AnySession {
+    fn event(&mut self, event: Event) -> Result<(), Panicked> {
+        match self {
+            AnySession::Callbacks(session) => session.event(event),
+            AnySession::Boxed(session) => session.event(event),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, state: &mut ConnState) {
+        if let AnySession::Boxed(session) = self {
+            session.poll(cx, state);
+        }
+    }
+
+    fn wants_events(&self) -> bool {
+        match self {
+            AnySession::Callbacks(_) => true,
+            AnySession::Boxed(session) => session.wants_events(),
+        }
+    }
+
+    fn ended(&mut self, cx: &mut Context<'_>, state: &mut ConnState) {
+        if let AnySession::Boxed(session) = self {
+            session.ended(cx, state);
+        }
+    }
 }
 
 /// The callback style: the callbacks registered on the connection's [`WebSocket`] handle.
@@ -58,8 +110,9 @@ impl Session for CallbackSession {
 
 /// Hands `session` every event received so far, at `now`. A panic in the session fails the
 /// connection with 1011, and only this connection.
-pub(crate) fn dispatch(state: &mut ConnState, session: &mut impl Session, now: std::time::Instant) {
-    while let Some(event) = state.next_event(now) {
+pub(crate) fn dispatch<H: Session + ?Sized>(state: &mut ConnState, session: &mut H, now: std::time::Instant) {
+    while session.wants_events() {
+        let Some(event) = state.next_event(now) else { return };
         let outcome = catch_unwind(AssertUnwindSafe(|| session.event(event)))
             .unwrap_or_else(|payload| Err(callbacks::panicked(payload)));
         if let Err(Panicked(message)) = outcome {

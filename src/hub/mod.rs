@@ -11,8 +11,10 @@
 //! | `rooms.rs` | rooms, users, presence (state for the joiner, diffs for members) |
 //! | `fanout.rs` | broadcast fan-out grouped by worker thread, with a bounded backlog |
 //! | `session.rs` | session ids and the sink a connection registers |
+//! | `directory.rs` | the session actors' addresses by id ([`Hub::addr`]) |
 //! | `error.rs` | [`HubError`] |
 
+mod directory;
 mod error;
 mod fanout;
 pub(crate) mod rooms;
@@ -55,6 +57,7 @@ use supervisor::{Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes
 pub struct Hub {
     addr: Addr<Supervisor>,
     metrics: Arc<Metrics>,
+    actors: Arc<directory::Directory>,
 }
 
 impl Hub {
@@ -68,6 +71,7 @@ impl Hub {
         Hub {
             addr: Supervisor::new(metrics.clone()).start(),
             metrics,
+            actors: Arc::default(),
         }
     }
 
@@ -90,7 +94,11 @@ impl Hub {
         let metrics = Arc::<Metrics>::default();
         let supervisor = Supervisor::new(metrics.clone());
         let addr = Supervisor::start_in_arbiter(&crate::runtime::background(), |_| supervisor);
-        Hub { addr, metrics }
+        Hub {
+            addr,
+            metrics,
+            actors: Arc::default(),
+        }
     }
 
     /// Sends `message` to every session of `route` (the name it was mounted with, by default its
@@ -206,6 +214,54 @@ impl Hub {
     /// Never fails now; the `Result` is kept for callers written when it asked the supervisor.
     pub async fn undelivered(&self) -> Result<u64, HubError> {
         Ok(self.metrics.snapshot().undelivered.values().sum())
+    }
+
+    /// The bounded, typed address of session `id`'s actor, if `id` is a session actor of type
+    /// `A` (see [`ws`](crate::ws)) that is still connected.
+    ///
+    /// ```
+    /// use actix::{Actor, Handler, Message, StreamHandler};
+    /// use switchboard::{ws, Hub, SessionId};
+    ///
+    /// struct Session;
+    /// impl Actor for Session {
+    ///     type Context = ws::WebsocketContext<Self>;
+    /// }
+    /// impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    ///     fn handle(&mut self, _: Result<ws::Message, ws::ProtocolError>, _: &mut Self::Context) {}
+    /// }
+    ///
+    /// #[derive(Message)]
+    /// #[rtype(result = "()")]
+    /// struct Kick(String);
+    /// impl Handler<Kick> for Session {
+    ///     type Result = ();
+    ///     fn handle(&mut self, kick: Kick, ctx: &mut Self::Context) {
+    ///         ctx.close(Some(ws::CloseReason { code: ws::CloseCode::Policy, description: Some(kick.0) }));
+    ///     }
+    /// }
+    ///
+    /// fn kick(hub: &Hub, id: SessionId) {
+    ///     if let Some(addr) = hub.addr::<Session>(id) {
+    ///         let _ = addr.do_send(Kick("spam".into()));
+    ///     }
+    /// }
+    /// ```
+    pub fn addr<A>(&self, id: SessionId) -> Option<crate::ws::SessionAddr<A>>
+    where
+        A: Actor<Context = crate::ws::WebsocketContext<A>>,
+    {
+        self.actors.get(id)
+    }
+
+    /// Makes session `id`'s actor reachable through [`Hub::addr`].
+    pub(crate) fn remember_actor(&self, id: SessionId, addr: Box<dyn std::any::Any + Send + Sync>) {
+        self.actors.insert(id, addr);
+    }
+
+    /// Session `id`'s actor is gone.
+    pub(crate) fn forget_actor(&self, id: SessionId) {
+        self.actors.remove(id);
     }
 
     /// Makes a route known before any session connects. Used by the server when it mounts a

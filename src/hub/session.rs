@@ -22,6 +22,13 @@ impl SessionId {
     pub fn as_u64(self) -> u64 {
         self.0
     }
+
+    /// The id whose [`as_u64`](Self::as_u64) is `id`: read back from a URL or a message. It
+    /// names a session only while one has it; ids are not secrets, so check what a peer may do
+    /// with one.
+    pub fn from_u64(id: u64) -> SessionId {
+        SessionId(id)
+    }
 }
 
 impl fmt::Debug for SessionId {

@@ -14,7 +14,11 @@ fn try_publish_is_refused_and_counted_while_the_supervisor_is_busy() {
     let metrics = Arc::new(Metrics::default());
     let counted = metrics.clone();
     let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Supervisor::new(counted));
-    let hub = Hub { addr, metrics };
+    let hub = Hub {
+        addr,
+        metrics,
+        actors: Arc::default(),
+    };
     // A round trip: the supervisor has started (and set its mailbox capacity).
     system.block_on(hub.routes()).unwrap();
     let (blocked_tx, blocked_rx) = mpsc::channel();
