@@ -259,6 +259,7 @@ async fn a_full_mailbox_closes_with_1008_unless_the_message_is_droppable() {
         other => panic!("expected 1008, got {other:?}"),
     }
     assert_eq!(hub.metrics().snapshot().mailbox_closes, 1);
+    while futures_util::StreamExt::next(&mut client).await.is_some() {}
     loop {
         if next_seen(&mut seen).await == Seen::Stopped {
             break;

@@ -16,6 +16,10 @@
 //!   `{"type":"presence_diff","room":R,"joins":[N],"leaves":[N]}` to every member on each join
 //!   and leave; `{"type":"error","message":M}` for anything refused.
 //!
+//! Each connection is a session actor (`session.rs`, `switchboard::ws`): it keeps its name and
+//! rooms as plain fields, handles the browser's messages one at a time, and needs no channel or
+//! task of its own.
+//!
 //! Only pages served from the same host may open the WebSocket (`--allowed-origin` adds others),
 //! so another site cannot chat in a visitor's name. Names are unique whatever their case or
 //! Unicode form (`names.rs`), and each connection may change rooms only so often.
@@ -28,17 +32,14 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use clap::Parser;
-use switchboard::{Config, HandshakeRejection, Hub, Member, Message, PresenceChange, PresenceEvent, Server, WebSocket};
-use tokio::sync::mpsc;
+use switchboard::{ws, Config, HandshakeRejection, Hub, Member, Message, PresenceChange, PresenceEvent, Server};
 
 use names::Names;
-use session::{reply_error, Incoming, Outgoing, Session};
+use session::{ChatSession, Outgoing};
 
 /// A WebSocket message above this is refused with 1009 before it is parsed: a chat message
 /// with JSON around it is far smaller.
 const MAX_FRAME: usize = 16 << 10;
-/// Messages from one connection waiting to be handled; past it the sender is told to slow down.
-const INBOX: usize = 64;
 /// Rooms one connection may be in at once: a person follows a few.
 const MAX_ROOMS: usize = 10;
 /// How long shutdown waits for the close handshakes.
@@ -70,8 +71,10 @@ async fn main() -> std::io::Result<()> {
         config.max_message_size = MAX_FRAME;
         config.max_frame_size = MAX_FRAME;
         config.max_rooms = MAX_ROOMS;
-        let (hub, names, origins) = (app_hub.clone(), names.clone(), origins.clone());
+        let (names, origins) = (names.clone(), origins.clone());
         App::new()
+            .app_data(app_hub.clone())
+            .app_data(config)
             .route(
                 "/",
                 web::get().to(|| async { asset("text/html; charset=utf-8", include_str!("index.html")) }),
@@ -84,11 +87,14 @@ async fn main() -> std::io::Result<()> {
                 "/chat.css",
                 web::get().to(|| async { asset("text/css", include_str!("chat.css")) }),
             )
-            .service(
-                switchboard::websocket("/chat", move |_, ws| chat(&hub, &names, ws))
-                    .config(config)
-                    .should_upgrade(move |req| same_host_or(req, &origins))
-                    .hub(&app_hub),
+            .route(
+                "/chat",
+                web::get().to(move |req: HttpRequest, stream: web::Payload| {
+                    let started = same_host_or(&req, &origins)
+                        .map_err(actix_web::Error::from)
+                        .and_then(|_| ws::start(ChatSession::new(names.clone()), &req, stream));
+                    async move { started }
+                }),
             )
     })
     .disable_signals()
@@ -145,16 +151,4 @@ fn presence_diff(event: &PresenceEvent) -> Option<Message> {
     };
     let room = &event.room;
     Some(Outgoing::PresenceDiff { room, joins, leaves }.to_message())
-}
-
-/// A new connection: its messages are parsed here and handled in order by its own task.
-fn chat(hub: &Hub, names: &Names, ws: WebSocket) {
-    let (tx, rx) = mpsc::channel(INBOX);
-    ws.on_json(move |ws, parsed: Result<Incoming, serde_json::Error>| {
-        let item = parsed.map_err(|e| format!("malformed message: {e}"));
-        if tx.try_send(item).is_err() {
-            reply_error(ws, "too many messages at once; slow down");
-        }
-    });
-    actix_web::rt::spawn(Session::new(ws, hub.clone(), names.clone()).run(rx));
 }

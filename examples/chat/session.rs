@@ -3,9 +3,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use actix::fut::wrap_future;
+use actix::{Actor, ActorFutureExt, AsyncContext, StreamHandler};
 use serde::{Deserialize, Serialize};
-use switchboard::{Hub, HubError, Message, WebSocket};
-use tokio::sync::mpsc;
+use switchboard::{ws, HubError, Message};
 
 use crate::names::{self, Names};
 
@@ -53,13 +54,17 @@ pub(crate) enum Outgoing<'a> {
 
 impl Outgoing<'_> {
     pub(crate) fn to_message(&self) -> Message {
+        Message::from(self.to_text())
+    }
+
+    fn to_text(&self) -> String {
         // Serializing these plain structs cannot fail.
-        Message::from(serde_json::to_string(self).unwrap_or_default())
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
-pub(crate) fn reply_error(ws: &WebSocket, message: &str) {
-    ws.send(Outgoing::Error { message }.to_message());
+fn reply_error(ctx: &mut ws::WebsocketContext<ChatSession>, message: &str) {
+    ctx.text(Outgoing::Error { message }.to_text());
 }
 
 /// A token bucket: `ROOM_CHANGES_BURST` at once, then `ROOM_CHANGES_PER_SECOND`.
@@ -91,21 +96,20 @@ impl RateLimit {
     }
 }
 
-/// One connection's chat state.
-pub(crate) struct Session {
-    pub(crate) ws: WebSocket,
-    pub(crate) hub: Hub,
-    pub(crate) names: Names,
+/// One connection: a session actor. It hears the browser's messages in order; each hub call it
+/// makes is awaited with `ctx.wait`, so the next message waits for it, as in a task of its own,
+/// and while it waits the connection reads no more (the browser is held back by TCP, not by a
+/// queue of ours).
+pub(crate) struct ChatSession {
+    names: Names,
     name: Option<String>,
     rooms: HashSet<String>,
     room_changes: RateLimit,
 }
 
-impl Session {
-    pub(crate) fn new(ws: WebSocket, hub: Hub, names: Names) -> Session {
-        Session {
-            ws,
-            hub,
+impl ChatSession {
+    pub(crate) fn new(names: Names) -> ChatSession {
+        ChatSession {
             names,
             name: None,
             rooms: HashSet::new(),
@@ -113,31 +117,14 @@ impl Session {
         }
     }
 
-    /// Handles the connection's messages until it closes (its callback, holding the sender, is
-    /// dropped then), then frees its name.
-    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<Result<Incoming, String>>) {
-        while let Some(item) = inbox.recv().await {
-            let outcome = match item {
-                Ok(message) => self.handle(message).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = outcome {
-                reply_error(&self.ws, &error);
-            }
-        }
-        if let Some(name) = &self.name {
-            self.names.release(name, self.ws.id());
-        }
-    }
-
-    async fn handle(&mut self, message: Incoming) -> Result<(), String> {
+    fn handle(&mut self, message: Incoming, ctx: &mut ws::WebsocketContext<Self>) -> Result<(), String> {
         match message {
             Incoming::Join { room, name } => {
-                self.join(&names::valid("room", &room)?, &names::valid("name", &name)?)
-                    .await
+                let (room, name) = (names::valid("room", &room)?, names::valid("name", &name)?);
+                self.join(room, name, ctx)
             }
-            Incoming::Message { room, text } => self.say(&room, &text).await,
-            Incoming::Leave { room } => self.leave(&room).await,
+            Incoming::Message { room, text } => self.say(&room, &text, ctx),
+            Incoming::Leave { room } => self.leave(room, ctx),
         }
     }
 
@@ -149,35 +136,44 @@ impl Session {
         Err(format!("too many joins and leaves; wait {wait:?} between them"))
     }
 
-    async fn join(&mut self, room: &str, name: &str) -> Result<(), String> {
-        match &self.name {
-            Some(mine) if names::key(mine) != names::key(name) => {
+    fn join(&mut self, room: String, name: String, ctx: &mut ws::WebsocketContext<Self>) -> Result<(), String> {
+        let first = match &self.name {
+            Some(mine) if names::key(mine) != names::key(&name) => {
                 return Err(format!("you are {mine}; reconnect to change your name"))
             }
-            Some(_) => {}
+            Some(_) => false,
             None => {
-                if !self.names.claim(name, self.ws.id()) {
+                if !self.names.claim(&name, ctx.id()) {
                     return Err(format!("the name {name} is taken"));
                 }
-                self.hub.set_user(self.ws.id(), name).await.map_err(|e| e.to_string())?;
-                self.name = Some(name.to_owned());
+                self.name = Some(name.clone());
+                true
             }
-        }
-        if self.rooms.contains(room) {
+        };
+        if self.rooms.contains(&room) {
             return Ok(());
         }
         self.slow_down()?;
-        match self.hub.join(self.ws.id(), room).await {
-            Ok(_) => {
-                self.rooms.insert(room.to_owned());
-                Ok(())
+        let (hub, id) = (ctx.hub().clone(), ctx.id());
+        let joined = async move {
+            if first {
+                hub.set_user(id, &name).await?;
             }
-            Err(HubError::TooManyRooms { max, .. }) => Err(format!("you are in {max} rooms already; leave one first")),
-            Err(error) => Err(error.to_string()),
-        }
+            hub.join(id, &room).await.map(|_| room)
+        };
+        ctx.wait(wrap_future(joined).map(|joined, act: &mut Self, ctx| match joined {
+            Ok(room) => {
+                act.rooms.insert(room);
+            }
+            Err(HubError::TooManyRooms { max, .. }) => {
+                reply_error(ctx, &format!("you are in {max} rooms already; leave one first"));
+            }
+            Err(error) => reply_error(ctx, &error.to_string()),
+        }));
+        Ok(())
     }
 
-    async fn say(&mut self, room: &str, text: &str) -> Result<(), String> {
+    fn say(&mut self, room: &str, text: &str, ctx: &mut ws::WebsocketContext<Self>) -> Result<(), String> {
         let (Some(name), true) = (&self.name, self.rooms.contains(room)) else {
             return Err(format!("join {room} before sending to it"));
         };
@@ -188,20 +184,55 @@ impl Session {
             return Err(format!("message over {MAX_TEXT} characters"));
         }
         let message = Outgoing::Message { room, from: name, text }.to_message();
-        self.hub
-            .broadcast_room(room, message, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (hub, room) = (ctx.hub().clone(), room.to_owned());
+        let sent = async move { hub.broadcast_room(&room, message, None).await };
+        ctx.wait(wrap_future(sent).map(|sent, _: &mut Self, ctx| {
+            if let Err(error) = sent {
+                reply_error(ctx, &error.to_string());
+            }
+        }));
         Ok(())
     }
 
-    async fn leave(&mut self, room: &str) -> Result<(), String> {
-        if !self.rooms.contains(room) {
+    fn leave(&mut self, room: String, ctx: &mut ws::WebsocketContext<Self>) -> Result<(), String> {
+        if !self.rooms.contains(&room) {
             return Err(format!("you are not in {room}"));
         }
         self.slow_down()?;
-        self.rooms.remove(room);
-        self.hub.leave(self.ws.id(), room).await.map_err(|e| e.to_string())?;
+        self.rooms.remove(&room);
+        let (hub, id) = (ctx.hub().clone(), ctx.id());
+        let left = async move { hub.leave(id, &room).await };
+        ctx.wait(wrap_future(left).map(|left, _: &mut Self, ctx| {
+            if let Err(error) = left {
+                reply_error(ctx, &error.to_string());
+            }
+        }));
         Ok(())
+    }
+}
+
+impl Actor for ChatSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    /// Frees the name once the connection is gone (the hub forgets the session by itself).
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        if let Some(name) = &self.name {
+            self.names.release(name, ctx.id());
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ChatSession {
+    fn handle(&mut self, message: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let outcome = match message {
+            Ok(ws::Message::Text(text)) => serde_json::from_str::<Incoming>(&text)
+                .map_err(|e| format!("malformed message: {e}"))
+                .and_then(|incoming| self.handle(incoming, ctx)),
+            Ok(ws::Message::Binary(_)) => Err("this chat speaks JSON text messages".to_owned()),
+            _ => Ok(()),
+        };
+        if let Err(error) = outcome {
+            reply_error(ctx, &error);
+        }
     }
 }
