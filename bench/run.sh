@@ -17,7 +17,7 @@ seconds=${2:-5}
 out=target/bench
 mkdir -p "$out"
 results="$out/results.jsonl"
-servers=${SERVERS:-raw-tcp switchboard tungstenite actix-ws}
+servers=${SERVERS:-raw-tcp switchboard switchboard-actor tungstenite actix-ws actix-actors}
 cases=${CASES:-.}
 : > "$results"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -41,10 +41,11 @@ start_server() {
   local name=$1 port=$2
   local command
   case $name in
-    switchboard) command=("$bin/examples/bench_server" --workers 1) ;;
+    switchboard | switchboard-actor) command=("$bin/examples/bench_server" --workers 1) ;;
     baseline) command=("${BASELINE_BIN:?set BASELINE_BIN to an earlier bench_server}" --workers 1) ;;
     tungstenite) command=("$bin/tungstenite_server" --workers 1) ;;
     actix-ws) command=("$bin/actix_ws_server" --workers 1) ;;
+    actix-actors) command=("$bin/actix_actors_server" --workers 1) ;;
     raw-tcp) command=("$bin/raw_echo") ;;
   esac
   taskset -c 0 "${command[@]}" --addr "127.0.0.1:$port" > "$out/$name.log" 2>&1 &
@@ -77,20 +78,23 @@ for round in $(seq "$rounds"); do
       continue
     fi
     ws="ws://127.0.0.1:$port"
+    # switchboard-actor: the same server's session-actor routes.
+    echo_path=/echo broadcast_path=/broadcast
+    if [ "$server" = switchboard-actor ]; then echo_path=/actor-echo broadcast_path=/actor-broadcast; fi
     # Cases that open or close thousands of connections go last, so that tearing them down does
     # not overlap another measurement.
-    load "$server" "$round" echo-32 echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --seconds "$seconds"
-    load "$server" "$round" echo-64k echo "$ws/echo" --connections 64 --in-flight 16 --size 65536 --binary --seconds "$seconds"
-    load "$server" "$round" echo-32-idle-100 echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --idle 100 --seconds "$seconds"
-    load "$server" "$round" broadcast-1k-200 broadcast "$ws/broadcast" --subscribers 1000 --rate 200 --seconds "$seconds"
-    load "$server" "$round" broadcast-1k-max broadcast "$ws/broadcast" --subscribers 1000 --rate 0 --window 16 --seconds "$seconds"
-    load "$server" "$round" broadcast-10k-200 broadcast "$ws/broadcast" --subscribers 10000 --rate 200 --seconds "$seconds"
-    load "$server" "$round" echo-32-idle-10k echo "$ws/echo" --connections 64 --in-flight 16 --size 32 --idle 10000 --seconds "$seconds"
+    load "$server" "$round" echo-32 echo "$ws$echo_path" --connections 64 --in-flight 16 --size 32 --seconds "$seconds"
+    load "$server" "$round" echo-64k echo "$ws$echo_path" --connections 64 --in-flight 16 --size 65536 --binary --seconds "$seconds"
+    load "$server" "$round" echo-32-idle-100 echo "$ws$echo_path" --connections 64 --in-flight 16 --size 32 --idle 100 --seconds "$seconds"
+    load "$server" "$round" broadcast-1k-200 broadcast "$ws$broadcast_path" --subscribers 1000 --rate 200 --seconds "$seconds"
+    load "$server" "$round" broadcast-1k-max broadcast "$ws$broadcast_path" --subscribers 1000 --rate 0 --window 16 --seconds "$seconds"
+    load "$server" "$round" broadcast-10k-200 broadcast "$ws$broadcast_path" --subscribers 10000 --rate 200 --seconds "$seconds"
+    load "$server" "$round" echo-32-idle-10k echo "$ws$echo_path" --connections 64 --in-flight 16 --size 32 --idle 10000 --seconds "$seconds"
     stop_server
     # Memory per connection, on a fresh server.
     if [[ connections-10k =~ $cases ]]; then
       start_server "$server" "$port"
-      load "$server" "$round" connections-10k connections "$ws/echo" --count 10000 --pid "$server_pid"
+      load "$server" "$round" connections-10k connections "$ws$echo_path" --count 10000 --pid "$server_pid"
       stop_server
     fi
   done

@@ -33,20 +33,33 @@ def main():
         if isinstance(value, (int, float)):
             values[(row["case"], row["server"])].append(value)
         lost[(row.get("case"), row.get("server"))] += row.get("lost", 0) or 0
-    servers = ["switchboard", "tungstenite", "actix-ws", "raw-tcp"]
-    print(f"{'case':<20}{'metric':<20}" + "".join(f"{s:>14}" for s in servers) + f"{'vs best peer':>14}{'vs raw':>10}")
+    known = ["switchboard", "switchboard-actor", "baseline", "tungstenite", "actix-ws", "actix-actors", "raw-tcp"]
+    present = {server for (_, server) in values}
+    servers = [s for s in known if s in present] + sorted(present - set(known))
+    actors = "switchboard-actor" in present
+    print(f"{'case':<20}{'metric':<20}" + "".join(f"{s:>18}" for s in servers) + f"{'vs best peer':>14}{'vs raw':>10}"
+          + (f"{'actor/callback':>16}{'actor/actix-actors':>20}" if actors else ""))
     for case, (metric, higher) in METRIC.items():
         med = {s: statistics.median(values[(case, s)]) for s in servers if values.get((case, s))}
         if "switchboard" not in med:
             continue
-        cells = "".join(f"{med[s]:>14.1f}" if s in med else f"{'-':>14}" for s in servers)
-        peers = [med[s] for s in ("tungstenite", "actix-ws") if s in med]
+        cells = "".join(f"{med[s]:>18.1f}" if s in med else f"{'-':>18}" for s in servers)
+
+        def ratio(ours, other):
+            if ours is None or other is None or not ours or not other:
+                return "-"
+            return f"{(ours / other if higher else other / ours):.2f}x"
+
+        peers = [med[s] for s in ("tungstenite", "actix-ws", "actix-actors") if s in med]
         ours = med["switchboard"]
         best = (max(peers) if higher else min(peers)) if peers else None
-        ratio = (ours / best if higher else best / ours) if best else None
         raw = med.get("raw-tcp")
-        print(f"{case:<20}{metric:<20}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>14}"
-              f"{(f'{ours / raw:.2f}x' if raw and higher else '-'):>10}")
+        line = (f"{case:<20}{metric:<20}{cells}{ratio(ours, best):>14}"
+                f"{(f'{ours / raw:.2f}x' if raw and higher else '-'):>10}")
+        if actors:
+            actor = med.get("switchboard-actor")
+            line += f"{ratio(actor, ours):>16}{ratio(actor, med.get('actix-actors')):>20}"
+        print(line)
     for (case, server), count in sorted(lost.items(), key=str):
         if count:
             print(f"LOST: {case} on {server}: {count} deliveries")

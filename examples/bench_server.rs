@@ -1,5 +1,6 @@
 //! The benchmark server: `/echo` echoes text and binary; `/broadcast` sends every text message it
-//! receives to every connection open on `/broadcast`, the sender included. No compression,
+//! receives to every connection open on `/broadcast`, the sender included. `/actor-echo` and
+//! `/actor-broadcast` do the same with session actors (`switchboard::ws`) instead of callbacks. No compression,
 //! messages up to 64 MiB, keepalive off (the load generator measures, it does not idle).
 //!
 //! ```text
@@ -12,9 +13,10 @@
 
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix::{Actor, StreamHandler};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
-use switchboard::{Config, Hub, Server, WebSocket};
+use switchboard::{ws, Config, Hub, Server, WebSocket};
 
 /// Big enough for the 64 KiB and the multi-megabyte benchmark messages.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -58,6 +60,10 @@ async fn main() -> std::io::Result<()> {
                     .config(config.clone())
                     .hub(&app_hub),
             )
+            .app_data(config.clone())
+            .app_data(app_hub.clone())
+            .route("/actor-echo", web::get().to(actor_echo))
+            .route("/actor-broadcast", web::get().to(actor_relay))
     };
     let workers = args
         .workers
@@ -103,4 +109,47 @@ fn relay(hub: &Hub, ws: &WebSocket) {
             log::warn!("broadcast dropped: {error}");
         }
     });
+}
+
+/// The echo as a session actor, written as for actix-web-actors.
+struct Echo;
+
+impl Actor for Echo {
+    type Context = ws::WebsocketContext<Self>;
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Echo {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        match msg {
+            Ok(ws::Message::Text(text)) => ctx.text(text),
+            Ok(ws::Message::Binary(bytes)) => ctx.binary(bytes),
+            _ => {}
+        }
+    }
+}
+
+async fn actor_echo(req: HttpRequest, stream: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    ws::start(Echo, &req, stream)
+}
+
+/// The relay as a session actor: every text message is published to the route, and the hub
+/// delivers it to every session of `/actor-broadcast` with no code in the actor.
+struct Relay;
+
+impl Actor for Relay {
+    type Context = ws::WebsocketContext<Self>;
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Relay {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        if let Ok(ws::Message::Text(text)) = msg {
+            if let Err(error) = ctx.hub().try_publish("/actor-broadcast", text) {
+                log::warn!("broadcast dropped: {error}");
+            }
+        }
+    }
+}
+
+async fn actor_relay(req: HttpRequest, stream: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    ws::start(Relay, &req, stream)
 }

@@ -33,11 +33,6 @@ impl Text {
     pub(crate) fn into_byte_string(self) -> ByteString {
         self.0
     }
-
-    /// Wraps actix's `ByteString`, without copying.
-    pub(crate) fn from_byte_string(text: ByteString) -> Text {
-        Text(text)
-    }
 }
 
 impl Deref for Text {
@@ -121,6 +116,20 @@ impl Message {
 impl From<Text> for Message {
     fn from(text: Text) -> Self {
         Message::Text(text)
+    }
+}
+
+/// A session actor's text (`ws::Message::Text`), without copying.
+impl From<ByteString> for Text {
+    fn from(text: ByteString) -> Self {
+        Text(text)
+    }
+}
+
+/// A session actor's text (`ws::Message::Text`) as a message to send on, without copying.
+impl From<ByteString> for Message {
+    fn from(text: ByteString) -> Self {
+        Message::Text(Text(text))
     }
 }
 

@@ -13,7 +13,6 @@ use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use crate::hub::{Hub, SessionId};
-use crate::message::Text;
 use crate::protocol::{CloseCode, CloseFrame, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::socket::WebSocket;
 
@@ -66,7 +65,7 @@ impl<A: Actor<Context = WebsocketContext<A>>> WebsocketContext<A> {
     /// `Nop` is not sent (the connection fragments nothing; see docs/migrating.md).
     pub fn write_raw(&mut self, msg: Message) {
         match msg {
-            Message::Text(text) => self.send(crate::Message::Text(Text::from_byte_string(text))),
+            Message::Text(text) => self.send(crate::Message::from(text)),
             Message::Binary(bytes) => self.send(crate::Message::Binary(bytes)),
             Message::Ping(payload) => self.control(OpCode::Ping, &payload),
             Message::Pong(payload) => self.pong(&payload),
@@ -79,7 +78,7 @@ impl<A: Actor<Context = WebsocketContext<A>>> WebsocketContext<A> {
 
     /// Sends a text message.
     pub fn text(&mut self, text: impl Into<ByteString>) {
-        self.send(crate::Message::Text(Text::from_byte_string(text.into())));
+        self.send(crate::Message::from(text.into()));
     }
 
     /// Sends a binary message.

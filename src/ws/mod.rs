@@ -69,6 +69,7 @@ mod context;
 mod inbox;
 mod mailbox;
 mod session;
+mod wake;
 
 use actix::{Actor, Addr, StreamHandler};
 use actix_web::error::PayloadError;

@@ -24,6 +24,7 @@ use crate::protocol::{CloseCode, CloseFrame, Event};
 
 use super::inbox::{Inbox, InboxStream};
 use super::mailbox::{Pump, Queue};
+use super::wake::ActorWaker;
 use super::WebsocketContext;
 
 /// Restarts a supervised actor's context (actix's `ContextFut::restart`, which calls the
@@ -35,6 +36,8 @@ pub(crate) struct ActorSession<A: Actor<Context = WebsocketContext<A>>> {
     /// The actor and its context; `None` once the actor stopped or failed.
     fut: Option<ContextFut<A, WebsocketContext<A>>>,
     inbox: Rc<Inbox>,
+    /// Polled only when due (see `wake.rs`).
+    wake: ActorWaker,
     queue: Arc<Queue<A>>,
     /// Keeps the actor's actix mailbox connected while the connection lives: actix restarts
     /// only an actor that has an address, and the actor stops when its stream ends anyway.
@@ -68,6 +71,7 @@ where
         let session = ActorSession {
             fut: Some(ContextFut::new(ctx, actor, mailbox)),
             inbox,
+            wake: ActorWaker::new(),
             queue,
             keep: Some(addr.clone()),
             restart,
@@ -95,7 +99,7 @@ where
 
     /// A handler panicked: restart a supervised actor within its budget, or fail the
     /// connection with 1011. Only this connection is affected.
-    fn panicked(&mut self, message: &str, cx: &mut Context<'_>, state: &mut ConnState) {
+    fn panicked(&mut self, message: &str, state: &mut ConnState) {
         let id = state.shared().id;
         let now = Instant::now();
         let window = self.config.restart_window;
@@ -109,7 +113,7 @@ where
                 // A restart cancels what the context ran, the peer's stream included.
                 fut.ctx().add_stream(InboxStream(self.inbox.clone()));
                 fut.ctx().spawn(Pump::new(self.queue.clone()));
-                cx.waker().wake_by_ref();
+                self.wake.wake();
                 return;
             }
         }
@@ -156,12 +160,17 @@ where
             }
         };
         self.inbox.push(Ok(message));
+        self.wake.mark();
         Ok(())
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, state: &mut ConnState) {
+        if !self.wake.take_due(cx) {
+            return;
+        }
         let Some(fut) = self.fut.as_mut() else { return };
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
+        let mut actor_cx = Context::from_waker(self.wake.waker());
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(&mut actor_cx))) {
             Ok(Poll::Pending) => {}
             Ok(Poll::Ready(())) => {
                 // The actor stopped on its own: the connection closes normally.
@@ -170,7 +179,7 @@ where
             }
             Err(payload) => {
                 let Panicked(message) = callbacks::panicked(payload);
-                self.panicked(&message, cx, state);
+                self.panicked(&message, state);
             }
         }
     }
@@ -189,6 +198,7 @@ where
             }
         }
         self.inbox.end();
+        self.wake.mark();
         self.queue.close();
         self.hub.forget_actor(self.id);
         // Its last turn: it handles what is queued and hears the end of the stream (by default,
