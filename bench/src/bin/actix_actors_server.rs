@@ -91,7 +91,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Echo {
 }
 
 async fn echo(req: HttpRequest, stream: web::Payload) -> actix_web::Result<HttpResponse> {
-    ws::WsResponseBuilder::new(Echo, &req, stream).frame_size(MAX_FRAME).start()
+    ws::WsResponseBuilder::new(Echo, &req, stream)
+        .frame_size(MAX_FRAME)
+        .start()
 }
 
 /// One text message for a subscriber to write.
@@ -140,7 +142,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Subscriber {
     }
 }
 
-async fn broadcast(req: HttpRequest, stream: web::Payload, subs: web::Data<Subscribers>) -> actix_web::Result<HttpResponse> {
+async fn broadcast(
+    req: HttpRequest,
+    stream: web::Payload,
+    subs: web::Data<Subscribers>,
+) -> actix_web::Result<HttpResponse> {
     let subscriber = Subscriber {
         id: subs.ids.fetch_add(1, Ordering::Relaxed),
         subscribers: subs.into_inner(),
