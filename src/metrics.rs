@@ -115,10 +115,10 @@ impl Metrics {
         *self.closes.lock().entry(code).or_default() += 1;
     }
 
-    /// A message of `bytes` payload bytes arrived.
-    pub(crate) fn message_in(&self, bytes: usize) {
-        self.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    /// `messages` messages of `bytes` payload bytes in all arrived.
+    pub(crate) fn messages_in(&self, messages: u64, bytes: u64) {
+        self.messages_in.fetch_add(messages, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A message encoded as `bytes` frame bytes was queued.
@@ -321,7 +321,7 @@ mod tests {
         let m = Metrics::default();
         m.connection_opened();
         m.connection_opened();
-        m.message_in(5);
+        m.messages_in(1, 5);
         m.message_out(7);
         m.connection_closed(1000);
         m.undelivered(DropReason::Backlog, 3);

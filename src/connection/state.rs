@@ -42,6 +42,10 @@ pub(crate) struct ConnState {
     in_flight: VecDeque<Chunk>,
     /// The write timeout, for drivers that cannot see the socket (actix-web's dispatcher).
     watch: Option<WriteWatch>,
+    /// Messages and their payload bytes received since they were last added to the shared
+    /// metrics: added once per batch of events (when the decoder runs dry, and at the end)
+    /// rather than with two atomic adds per message.
+    received: (u64, u64),
     /// Released when the connection ends: its connection slots.
     _guard: Box<dyn Send>,
 }
@@ -77,6 +81,7 @@ impl ConnState {
             closing: false,
             in_flight: VecDeque::new(),
             watch: watch_writes.then(WriteWatch::default),
+            received: (0, 0),
             _guard: guard,
         }
     }
@@ -133,11 +138,23 @@ impl ConnState {
                 self.on_event(&event, now);
                 Some(event)
             }
-            Ok(None) => None,
+            Ok(None) => {
+                self.count_received();
+                None
+            }
             Err(error) => {
+                self.count_received();
                 self.protocol_error(error);
                 None
             }
+        }
+    }
+
+    /// Adds what was received since the last call to the shared metrics.
+    fn count_received(&mut self) {
+        let (messages, bytes) = std::mem::take(&mut self.received);
+        if messages > 0 {
+            self.shared.metrics.messages_in(messages, bytes);
         }
     }
 
@@ -146,11 +163,13 @@ impl ConnState {
         match event {
             Event::Text(text) => {
                 self.timers.message(now);
-                shared.metrics.message_in(text.len());
+                self.received.0 += 1;
+                self.received.1 += text.len() as u64;
             }
             Event::Binary(bytes) => {
                 self.timers.message(now);
-                shared.metrics.message_in(bytes.len());
+                self.received.0 += 1;
+                self.received.1 += bytes.len() as u64;
             }
             // A few pongs wait at most; refused once our close is queued, when no pong may
             // follow it, and when the queue is full (then the connection fails, 1008).
@@ -375,6 +394,7 @@ impl ConnState {
 impl Drop for ConnState {
     /// The one teardown of every connection, however it ended.
     fn drop(&mut self) {
+        self.count_received();
         let shared = &self.shared;
         shared
             .outbound

@@ -27,6 +27,11 @@ use super::mailbox::{Pump, Queue};
 use super::wake::ActorWaker;
 use super::WebsocketContext;
 
+/// Polls of the actor per driver turn while it stays due: enough for the inbox's 32 messages at
+/// actix's 16 per poll, with room for a mailbox batch; a busier actor yields to the connection
+/// (and the other connections of its thread) and is polled again on the next turn.
+const POLLS_PER_TURN: usize = 4;
+
 /// Restarts a supervised actor's context (actix's `ContextFut::restart`, which calls the
 /// actor's `restarting`); answers whether it did.
 pub(crate) type Restart<A> = fn(&mut ContextFut<A, WebsocketContext<A>>) -> bool;
@@ -84,19 +89,6 @@ where
         (addr, session)
     }
 
-    /// The actor is gone (stopped, or failed past its budget): nothing more reaches it.
-    fn finish(&mut self) {
-        self.queue.close();
-        self.hub.forget_actor(self.id);
-        self.keep = None;
-        if let Some(fut) = self.fut.take() {
-            // Dropping a live context stops the actor, which runs its `stopping` and `stopped`.
-            if catch_unwind(AssertUnwindSafe(|| drop(fut))).is_err() {
-                log::error!("a session actor panicked while stopping");
-            }
-        }
-    }
-
     /// A handler panicked: restart a supervised actor within its budget, or fail the
     /// connection with 1011. Only this connection is affected.
     fn panicked(&mut self, message: &str, state: &mut ConnState) {
@@ -135,6 +127,29 @@ where
     }
 }
 
+impl<A: Actor<Context = WebsocketContext<A>>> ActorSession<A> {
+    /// The actor is gone (stopped, or failed past its budget): nothing more reaches it.
+    fn finish(&mut self) {
+        self.queue.close();
+        self.hub.forget_actor(self.id);
+        self.keep = None;
+        if let Some(fut) = self.fut.take() {
+            // Dropping a live context stops the actor, which runs its `stopping` and `stopped`.
+            if catch_unwind(AssertUnwindSafe(|| drop(fut))).is_err() {
+                log::error!("a session actor panicked while stopping");
+            }
+        }
+    }
+}
+
+impl<A: Actor<Context = WebsocketContext<A>>> Drop for ActorSession<A> {
+    /// However the connection went (it may never have started: a middleware replaced the 101),
+    /// the hub forgets the actor, its mailbox refuses more, and a live actor is stopped.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 impl<A> Session for ActorSession<A>
 where
     A: Actor<Context = WebsocketContext<A>> + StreamHandler<Result<Message, ProtocolError>>,
@@ -165,21 +180,28 @@ where
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, state: &mut ConnState) {
-        if !self.wake.take_due(cx) {
-            return;
-        }
-        let Some(fut) = self.fut.as_mut() else { return };
-        let mut actor_cx = Context::from_waker(self.wake.waker());
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(&mut actor_cx))) {
-            Ok(Poll::Pending) => {}
-            Ok(Poll::Ready(())) => {
-                // The actor stopped on its own: the connection closes normally.
-                self.finish();
-                state.shared().start_close(CloseFrame::new(CloseCode::NORMAL, ""), true);
+        // actix handles 16 items of a stream per poll, then wakes itself: polling again while the
+        // actor is due lets it answer everything one read brought (up to the inbox's 32) before
+        // the driver writes, so a read of more than 16 messages still costs one write.
+        for _ in 0..POLLS_PER_TURN {
+            if !self.wake.take_due(cx) {
+                return;
             }
-            Err(payload) => {
-                let Panicked(message) = callbacks::panicked(payload);
-                self.panicked(&message, state);
+            let Some(fut) = self.fut.as_mut() else { return };
+            let mut actor_cx = Context::from_waker(self.wake.waker());
+            match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(&mut actor_cx))) {
+                Ok(Poll::Pending) => {}
+                Ok(Poll::Ready(())) => {
+                    // The actor stopped on its own: the connection closes normally.
+                    self.finish();
+                    state.shared().start_close(CloseFrame::new(CloseCode::NORMAL, ""), true);
+                    return;
+                }
+                Err(payload) => {
+                    let Panicked(message) = callbacks::panicked(payload);
+                    self.panicked(&message, state);
+                    return;
+                }
             }
         }
     }
