@@ -59,6 +59,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Probe {
             Ok(ws::Message::Text(text)) if &text == "stop" => ctx.stop(),
             Ok(ws::Message::Text(text)) if &text == "wait" => ctx.wait(actix::fut::wrap_future(std::future::pending())),
             Ok(ws::Message::Text(text)) if &text == "id" => ctx.text(ctx.id().as_u64().to_string()),
+            Ok(ws::Message::Text(text)) if &text == "flood" => {
+                for _ in 0..256 {
+                    ctx.binary(vec![7u8; 64 << 10]);
+                }
+            }
             Ok(ws::Message::Text(text)) if &text == "intercept" => {
                 ctx.intercept_broadcasts();
                 ctx.text("intercepting");
@@ -336,4 +341,33 @@ async fn graceful_shutdown_closes_session_actors_with_1001() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn an_actor_writing_to_a_peer_that_does_not_read_meets_the_bounded_queue() {
+    let mut config = Config::default();
+    config.max_outbound_queue = 1 << 20;
+    config.close_timeout = Duration::from_millis(200);
+    config.write_timeout = Some(Duration::from_millis(200));
+    let (server, mut seen) = probe_server(config);
+    let mut raw = raw_connect(&server, "/probe").await;
+    assert_eq!(next_seen(&mut seen).await, Seen::Started);
+    // 16 MiB asked for, never read: the queue stops at 1 MiB and the session is closed (1008).
+    raw.write_all(&client_frame(0x81, b"flood")).await.unwrap();
+    assert_eq!(next_seen(&mut seen).await, Seen::Item("Ok(Text(\"flood\"))".into()));
+    assert_eq!(next_seen(&mut seen).await, Seen::Stopped);
+    // Counted when the queue overflowed, before the connection ended.
+    let metrics = server.hub.metrics().snapshot();
+    assert_eq!(metrics.backpressure_closes, 1, "{metrics:?}");
+    // What reaches the peer is bounded by the queue (and the socket buffers), not 16 MiB.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let read = tokio::time::timeout(common::PATIENCE, tokio::io::AsyncReadExt::read(&mut raw, &mut buf)).await;
+        match read.expect("the server ends the connection") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    assert!(received < 8 << 20, "{received} bytes reached the peer");
 }
