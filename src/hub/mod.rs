@@ -38,7 +38,7 @@ use fanout::Home;
 use rooms::{BroadcastRoom, Join, Leave, Members, SendToUser, SetPresenceListener, SetUser};
 use supervisor::{Broadcast, CloseAll, Connect, Disconnect, RegisterRoute, Routes, SendTo, Sessions, Supervisor};
 
-/// A handle on the [`Supervisor`]: broadcast to a route, send to one session, list sessions.
+/// A handle on the supervisor (the hub's registry actor): broadcast to a route, send to one session, list sessions.
 ///
 /// Clone it freely and move it anywhere: into actix-web `app_data`, an HTTP handler, or a plain
 /// tokio task. Its futures can be awaited on any executor.

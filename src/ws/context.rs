@@ -150,7 +150,7 @@ impl<A: Actor<Context = WebsocketContext<A>>> WebsocketContext<A> {
     }
 
     /// The hub this session is registered with, for calls whose answer the actor wants to
-    /// await (`ctx.wait(wrap_future(hub.members(room)))`).
+    /// await: `ctx.wait(wrap_future(hub.members(room)).map(|members, act, ctx| ...))`.
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
