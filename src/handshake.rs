@@ -105,6 +105,17 @@ pub(crate) struct Policy {
     pub(crate) protocols: Vec<String>,
 }
 
+impl Policy {
+    /// Every origin, and `protocols` in this order of preference (session actors' policy:
+    /// actix-web-actors checked no origin).
+    pub(crate) fn any_origin(protocols: &[&str]) -> Policy {
+        Policy {
+            origins: None,
+            protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
 /// A handshake that passed the checks.
 #[derive(Debug)]
 pub(crate) struct Accepted {

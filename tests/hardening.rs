@@ -145,17 +145,7 @@ async fn over_max_connections_the_handshake_gets_503() {
     first.close(None).await.unwrap();
     while futures_util::StreamExt::next(&mut first).await.is_some() {}
     // The slot frees when the first connection's actor stops, just after its socket closes.
-    let deadline = tokio::time::Instant::now() + common::PATIENCE;
-    loop {
-        let head = server.raw_request(&common::upgrade_request("/limited", "")).await;
-        if head.starts_with("HTTP/1.1 101") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot was never released: {head}"
-        );
-    }
+    common::upgrade_once_a_slot_frees(&server, "/limited").await;
 }
 
 #[tokio::test]

@@ -182,17 +182,7 @@ async fn server_max_websockets_holds_for_each_connections_whole_life() {
     first.close(None).await.unwrap();
     while first.next().await.is_some() {}
     // The slot frees when the first connection's actor stops, just after its socket closes.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let head = server.raw_request(&common::upgrade_request("/b", "")).await;
-        if head.starts_with("HTTP/1.1 101") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot was never released: {head}"
-        );
-    }
+    common::upgrade_once_a_slot_frees(&server, "/b").await;
 }
 
 #[tokio::test]

@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::time::Sleep;
 
+use super::alarm::Alarm;
 use super::outbound::{Chunk, Outbound};
 use super::session::{dispatch, Session};
 use super::state::{ConnState, WRITE_BATCH};
@@ -43,7 +43,7 @@ pub(crate) struct Dispatched<P, H> {
     state: ConnState,
     session: H,
     socket: RawSocket,
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: Alarm,
 }
 
 impl<P, H> Dispatched<P, H> {
@@ -54,7 +54,7 @@ impl<P, H> Dispatched<P, H> {
             state,
             session,
             socket,
-            timer: None,
+            timer: Alarm::default(),
         }
     }
 }
@@ -108,21 +108,7 @@ where
 
     /// Arms the timer for the state's next deadline; answers `true` when it has already passed.
     fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.state.poll_timeout() else {
-            self.timer = None;
-            return false;
-        };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self.timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        timer.as_mut().poll(cx).is_ready()
+        self.timer.poll(self.state.poll_timeout(), cx)
     }
 }
 

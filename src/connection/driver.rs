@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
+use super::alarm::Alarm;
 use super::session::{dispatch, Session};
 use super::state::{ConnState, WRITE_BATCH};
 
@@ -73,8 +73,8 @@ pub(crate) struct Driver<S, H> {
     size: usize,
     /// What the peer sent after its handshake, fed first.
     leftover: Option<Bytes>,
-    /// Armed for the state's next deadline (boxed: an idle connection holds one).
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Armed for the state's next deadline.
+    timer: Alarm,
     /// The write side is shut down; what is left is to finish that.
     shutting_down: bool,
 }
@@ -93,7 +93,7 @@ where
             buf: BytesMut::new(),
             size: READ_MIN,
             leftover: (!leftover.is_empty()).then_some(leftover),
-            timer: None,
+            timer: Alarm::default(),
             shutting_down: false,
         }
     }
@@ -172,21 +172,7 @@ where
 
     /// Arms the timer for the state's next deadline; answers `true` when it has already passed.
     fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.state.poll_timeout() else {
-            self.timer = None;
-            return false;
-        };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self.timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        if timer.as_mut().poll(cx).is_ready() {
+        if self.timer.poll(self.state.poll_timeout(), cx) {
             // The same tick lets a quiet connection's spent read buffer go.
             self.state.release_spent_input();
             return true;

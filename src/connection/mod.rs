@@ -7,6 +7,7 @@
 //! | `outbound.rs` | those frames and the one close state under one lock, shared with every thread that sends |
 //! | `state.rs` | [`ConnState`]: the decoder, the close handshake, pongs, the clocks and the write accounting; bytes and time in, events and chunks out |
 //! | `timers.rs` | the keepalive, idle, close and write deadlines as values |
+//! | `alarm.rs` | the one tokio timer a driver sleeps on, armed for the next of those deadlines |
 //! | `session.rs` | what the peer's events are handed to: the callback style, or a session actor (`crate::ws`) |
 //! | `driver.rs` | the task of a connection that owns its socket: TCP, TLS, or a client's stream |
 //! | `dispatched.rs` | the adapter under actix-web's `HttpServer`, whose dispatcher owns the socket |
@@ -16,6 +17,7 @@
 //!
 //! [`ConnState`]: state::ConnState
 
+mod alarm;
 pub(crate) mod dispatched;
 pub(crate) mod driver;
 mod frames;

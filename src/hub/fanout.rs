@@ -231,21 +231,28 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn broadcasts_queued_for_a_busy_thread_reach_each_session_together() {
-        let _system = actix_rt::System::new();
+    /// A worker thread held busy until the answered sender is used (or dropped), and its home.
+    fn busy_worker() -> (actix_rt::Arbiter, Home, mpsc::Sender<()>) {
         let worker = actix_rt::Arbiter::new();
         let (home_tx, home_rx) = mpsc::channel();
         worker.spawn_fn(move || home_tx.send(Home::current()).unwrap());
         let home = home_rx.recv().unwrap().unwrap();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        worker.spawn_fn(move || {
+            let _ = release_rx.recv();
+        });
+        (worker, home, release_tx)
+    }
+
+    #[test]
+    fn broadcasts_queued_for_a_busy_thread_reach_each_session_together() {
+        let _system = actix_rt::System::new();
+        // Keep the worker busy until both broadcasts are queued.
+        let (worker, home, release_tx) = busy_worker();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, done_rx) = mpsc::channel();
         let sinks = loggers(2, &log, &done_tx);
         let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, Some(&home), sink)));
-
-        // Keep the worker busy until both broadcasts are queued.
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        worker.spawn_fn(move || release_rx.recv().unwrap());
         let metrics = Arc::new(Metrics::default());
         assert_eq!(fanout.deliver(&Outgoing::new("one"), None, &metrics), 2);
         assert_eq!(fanout.deliver(&Outgoing::new("two"), Some(sinks[1].0), &metrics), 1);
@@ -275,16 +282,11 @@ mod tests {
     #[test]
     fn a_stuck_worker_thread_holds_a_bounded_backlog_and_the_rest_is_counted() {
         let _system = actix_rt::System::new();
-        let worker = actix_rt::Arbiter::new();
-        let (home_tx, home_rx) = mpsc::channel();
-        worker.spawn_fn(move || home_tx.send(Home::current()).unwrap());
-        let home = home_rx.recv().unwrap().unwrap();
+        let (worker, home, release_tx) = busy_worker();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, _done_rx) = mpsc::channel();
         let sinks = loggers(2, &log, &done_tx);
         let fanout = Fanout::new(sinks.iter().map(|(id, sink)| (*id, Some(&home), sink)));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        worker.spawn_fn(move || release_rx.recv().unwrap());
         let metrics = Arc::new(Metrics::default());
         const EXTRA: usize = 5;
         let mut handed = 0;

@@ -162,10 +162,7 @@ where
         frame_size,
         restart,
     } = builder;
-    let policy = Policy {
-        origins: None,
-        protocols: protocols.unwrap_or_default().iter().map(|p| p.to_string()).collect(),
-    };
+    let policy = Policy::any_origin(protocols.unwrap_or_default());
     let accepted = handshake::check(req, &policy).inspect_err(|e| route::log_rejection(req, e))?;
     let mut config = config_of(req);
     if let Some(size) = frame_size {

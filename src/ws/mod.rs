@@ -154,11 +154,7 @@ pub fn handshake(req: &HttpRequest) -> Result<HttpResponseBuilder, HandshakeErro
 ///
 /// As [`handshake`].
 pub fn handshake_with_protocols(req: &HttpRequest, protocols: &[&str]) -> Result<HttpResponseBuilder, HandshakeError> {
-    let policy = Policy {
-        origins: None,
-        protocols: protocols.iter().map(|p| p.to_string()).collect(),
-    };
-    let accepted = handshake::check(req, &policy).map_err(|rejection| match rejection {
+    let accepted = handshake::check(req, &Policy::any_origin(protocols)).map_err(|rejection| match rejection {
         HandshakeRejection::NotGet => HandshakeError::GetMethodRequired,
         HandshakeRejection::NotUpgrade => HandshakeError::NoWebsocketUpgrade,
         HandshakeRejection::UnsupportedVersion => HandshakeError::UnsupportedVersion,

@@ -274,6 +274,22 @@ pub async fn report<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
         .expect("reporter alive")
 }
 
+/// Asks for an upgrade to `path` until one is answered 101: a connection slot frees just after
+/// the connection holding it closed its socket. Fails after [`PATIENCE`].
+pub async fn upgrade_once_a_slot_frees(server: &TestServer, path: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let head = server.raw_request(&upgrade_request(path, "")).await;
+        if head.starts_with("HTTP/1.1 101") {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never released: {head}"
+        );
+    }
+}
+
 /// A raw TCP peer that has completed the handshake for `path`.
 pub async fn raw_connect(server: &TestServer, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
