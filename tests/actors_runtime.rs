@@ -58,6 +58,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Probe {
             Ok(ws::Message::Text(text)) if &text == "boom" => panic!("the actor panics on purpose"),
             Ok(ws::Message::Text(text)) if &text == "stop" => ctx.stop(),
             Ok(ws::Message::Text(text)) if &text == "wait" => ctx.wait(actix::fut::wrap_future(std::future::pending())),
+            Ok(ws::Message::Text(text)) if &text == "pause" => {
+                ctx.wait(actix::fut::wrap_future(tokio::time::sleep(Duration::from_millis(300))));
+            }
             Ok(ws::Message::Text(text)) if &text == "id" => ctx.text(ctx.id().as_u64().to_string()),
             Ok(ws::Message::Text(text)) if &text == "flood" => {
                 for _ in 0..256 {
@@ -370,4 +373,19 @@ async fn an_actor_writing_to_a_peer_that_does_not_read_meets_the_bounded_queue()
         }
     }
     assert!(received < 8 << 20, "{received} bytes reached the peer");
+}
+
+#[tokio::test]
+async fn messages_that_arrive_while_the_actor_waits_are_held_back_and_none_is_lost() {
+    let (server, _seen) = probe_server(Config::default());
+    let mut client = server.connect("/probe").await;
+    // While the actor waits, its inbox fills (32) and the connection stops reading; what was
+    // read but not handed over waits in the connection's state, and goes first afterwards.
+    send_text(&mut client, "pause").await;
+    for i in 0..200 {
+        send_text(&mut client, &format!("m{i}")).await;
+    }
+    for i in 0..200 {
+        assert_eq!(next_text(&mut client).await, format!("m{i}"));
+    }
 }

@@ -44,6 +44,9 @@ pub(crate) struct Dispatched<P, H> {
     session: H,
     socket: RawSocket,
     timer: Alarm,
+    /// The session stopped taking events with some left in the state (a busy actor): they are
+    /// handed over before anything more is read.
+    held_back: bool,
 }
 
 impl<P, H> Dispatched<P, H> {
@@ -55,6 +58,7 @@ impl<P, H> Dispatched<P, H> {
             session,
             socket,
             timer: Alarm::default(),
+            held_back: false,
         }
     }
 }
@@ -69,17 +73,21 @@ where
         let now = Instant::now();
         self.state.handle_timeout(now);
         self.session.poll(cx, &mut self.state);
-        dispatch(&mut self.state, &mut self.session, now);
         let mut busy = true;
         for _ in 0..TURNS {
-            if self.state.is_aborted() || !self.state.wants_read(now) || !self.session.wants_events() {
+            if self.held_back {
+                // What the session did not take before goes first; no more is read until it is.
+                self.held_back = dispatch(&mut self.state, &mut self.session, now);
+            }
+            if self.state.is_aborted() || !self.state.wants_read(now) || self.held_back || !self.session.wants_events()
+            {
                 busy = false;
                 break;
             }
             match Pin::new(&mut self.payload).poll_next(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {
                     self.state.receive(bytes);
-                    dispatch(&mut self.state, &mut self.session, now);
+                    self.held_back = dispatch(&mut self.state, &mut self.session, now);
                     self.session.poll(cx, &mut self.state);
                 }
                 Poll::Ready(Some(Err(error))) => {

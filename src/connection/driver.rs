@@ -75,6 +75,9 @@ pub(crate) struct Driver<S, H> {
     leftover: Option<Bytes>,
     /// Armed for the state's next deadline.
     timer: Alarm,
+    /// The session stopped taking events with some left in the state (a busy actor): they are
+    /// handed over before anything more is read.
+    held_back: bool,
     /// The write side is shut down; what is left is to finish that.
     shutting_down: bool,
 }
@@ -94,6 +97,7 @@ where
             size: READ_MIN,
             leftover: (!leftover.is_empty()).then_some(leftover),
             timer: Alarm::default(),
+            held_back: false,
             shutting_down: false,
         }
     }
@@ -184,9 +188,8 @@ where
     fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         self.state.handle_timeout(now);
-        // The session's own work (an actor's mailbox and timers), and what it held back.
+        // The session's own work (an actor's mailbox and timers).
         self.session.poll(cx, &mut self.state);
-        dispatch(&mut self.state, &mut self.session, now);
         // Still reading when the turns run out: more may be ready, come back after the others.
         let mut busy = true;
         for _ in 0..TURNS {
@@ -202,7 +205,12 @@ where
                 // Closing our side is the last write; the socket is dropped after it.
                 return Pin::new(&mut self.io).poll_shutdown(cx).map(|_| ());
             }
-            if !self.state.wants_read(now) || !self.session.wants_events() {
+            if self.held_back {
+                // What the session did not take before: it goes first, and no more is read
+                // until it is taken.
+                self.held_back = dispatch(&mut self.state, &mut self.session, now);
+            }
+            if !self.state.wants_read(now) || self.held_back || !self.session.wants_events() {
                 busy = false;
                 break;
             }
@@ -213,7 +221,7 @@ where
                 }
                 Poll::Ready(Ok(Some(chunk))) => {
                     self.state.receive(chunk);
-                    dispatch(&mut self.state, &mut self.session, now);
+                    self.held_back = dispatch(&mut self.state, &mut self.session, now);
                     self.session.poll(cx, &mut self.state);
                 }
                 Poll::Ready(Ok(None)) => self.state.peer_ended(None),

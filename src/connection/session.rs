@@ -109,10 +109,13 @@ impl Session for CallbackSession {
 }
 
 /// Hands `session` every event received so far, at `now`. A panic in the session fails the
-/// connection with 1011, and only this connection.
-pub(crate) fn dispatch<H: Session + ?Sized>(state: &mut ConnState, session: &mut H, now: std::time::Instant) {
+/// connection with 1011, and only this connection. Answers `true` when the session took no more
+/// (`wants_events` said no) and events may be left for a later call.
+pub(crate) fn dispatch<H: Session + ?Sized>(state: &mut ConnState, session: &mut H, now: std::time::Instant) -> bool {
     while session.wants_events() {
-        let Some(event) = state.next_event(now) else { return };
+        let Some(event) = state.next_event(now) else {
+            return false;
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| session.event(event)))
             .unwrap_or_else(|payload| Err(callbacks::panicked(payload)));
         if let Err(Panicked(message)) = outcome {
@@ -121,7 +124,8 @@ pub(crate) fn dispatch<H: Session + ?Sized>(state: &mut ConnState, session: &mut
                 state.shared().id
             );
             state.fail(CloseFrame::new(CloseCode::INTERNAL, "internal error"));
-            return;
+            return false;
         }
     }
+    true
 }
