@@ -7,6 +7,9 @@
 //! cargo run --release --example bench_server -- --addr 127.0.0.1:9002 --workers 1
 //! ```
 //!
+//! With `--redis redis://127.0.0.1:6379` (and the `redis` feature) it is one node of several
+//! sharing that Redis: `/broadcast` then reaches every node's subscribers (`bench/cross-node.sh`).
+//!
 //! It serves on `switchboard::Server`; `--actix-http-server` serves the same app on actix-web's
 //! `HttpServer` instead, to compare the two transports. `bench/run.sh` runs it side by side with
 //! the peer servers; see docs/benchmarks.md.
@@ -34,13 +37,19 @@ struct Args {
     /// Serve through `actix_web::HttpServer` instead of `switchboard::Server`, to compare the two.
     #[arg(long)]
     actix_http_server: bool,
+    /// A Redis server to share with other nodes (needs the `redis` feature).
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    let hub = Hub::start();
+    let hub = match &args.redis {
+        None => Hub::start(),
+        Some(url) => clustered_hub(url).await?,
+    };
     let app_hub = hub.clone();
     let mut config = Config::default();
     config.max_message_size = MAX_MESSAGE;
@@ -89,6 +98,18 @@ async fn main() -> std::io::Result<()> {
     };
     switchboard::shutdown::on_signal(hub, server.handle(), Duration::from_secs(5));
     server.await
+}
+
+#[cfg(feature = "redis")]
+async fn clustered_hub(url: &str) -> std::io::Result<Hub> {
+    use switchboard::redis::{RedisBroker, RedisConfig};
+    let broker = RedisBroker::connect(RedisConfig::new(url)).await;
+    Ok(Hub::with_broker(broker.map_err(std::io::Error::other)?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn clustered_hub(_: &str) -> std::io::Result<Hub> {
+    Err(std::io::Error::other("built without the `redis` feature"))
 }
 
 fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {

@@ -56,6 +56,12 @@
 //! }
 //! ```
 //!
+//! # Several nodes as one
+//!
+//! With the `redis` cargo feature, `Hub::with_broker(RedisBroker::connect(...).await?)` makes the
+//! hub one node of several sharing a Redis: broadcasts, rooms, presence and messages to sessions
+//! and users cross between them ([`Broker`] is the seam; docs/scaling.md the whole story).
+//!
 //! `docs/guide.md` walks through every part: sending, receiving, closing, ping/pong. The
 //! protocol itself lives in [`protocol`], which does no I/O.
 
@@ -72,6 +78,8 @@ mod message;
 mod metrics;
 pub mod protocol;
 mod raw_socket;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod route;
 mod runtime;
 mod server;
@@ -84,9 +92,12 @@ pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
 pub use config::Config;
 pub use error::{InvalidCloseCode, SendError};
 pub use handshake::{accept_key, HandshakeRejection};
-pub use hub::{Hub, HubError, Member, PresenceChange, PresenceEvent, SessionId, Undelivered};
+pub use hub::{
+    Broker, BrokerCommand, BrokerError, Hub, HubError, Inbox, Member, PresenceChange, PresenceEvent, SessionId,
+    Undelivered, DEFAULT_PRESENCE_TTL,
+};
 pub use message::{Message, Text};
-pub use metrics::{DropReason, Metrics, MetricsSnapshot};
+pub use metrics::{BrokerSnapshot, DropReason, Metrics, MetricsSnapshot};
 pub use protocol::{CloseCode, CloseFrame};
 pub use raw_socket::on_connect;
 pub use route::{websocket, WebSocketRoute};

@@ -29,6 +29,64 @@ pub struct Metrics {
     mailbox_drops: AtomicU64,
     actor_restarts: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
+    broker: BrokerCounters,
+}
+
+/// The counters of traffic between nodes (see [`Hub::with_broker`](crate::Hub::with_broker)).
+#[derive(Debug, Default)]
+pub(crate) struct BrokerCounters {
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    missed: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl BrokerCounters {
+    pub(crate) fn published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn dropped(&self, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(crate) fn missed(&self, count: u64) {
+        self.missed.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(crate) fn invalid(&self) {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> BrokerSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        BrokerSnapshot {
+            published: get(&self.published),
+            received: get(&self.received),
+            dropped: get(&self.dropped),
+            missed: get(&self.missed),
+            invalid: get(&self.invalid),
+        }
+    }
+}
+
+/// Traffic between nodes, as this node counted it. All zero for a hub without a broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerSnapshot {
+    /// Messages handed to the broker for other nodes (broadcasts, direct messages, presence).
+    pub published: u64,
+    /// Messages received from other nodes.
+    pub received: u64,
+    /// Messages for other nodes dropped because the broker could not carry them (its engine was
+    /// unreachable or its queue full): the gap on the sending side.
+    pub dropped: u64,
+    /// Messages from other nodes that never arrived, told by their sequence numbers: the gap on
+    /// the receiving side.
+    pub missed: u64,
+    /// Messages received that could not be read, dropped.
+    pub invalid: u64,
 }
 
 /// Why a hub delivery did not reach a session's outbound queue.
@@ -101,6 +159,8 @@ pub struct MetricsSnapshot {
     pub actor_restarts: u64,
     /// Closed connections by close code.
     pub closes: BTreeMap<u16, u64>,
+    /// Traffic between nodes.
+    pub broker: BrokerSnapshot,
 }
 
 impl Metrics {
@@ -198,7 +258,13 @@ impl Metrics {
             mailbox_drops: get(&self.mailbox_drops),
             actor_restarts: get(&self.actor_restarts),
             closes: self.closes.lock().clone(),
+            broker: self.broker.snapshot(),
         }
+    }
+
+    /// The counters of traffic between nodes, for the hub to count into.
+    pub(crate) fn broker(&self) -> &BrokerCounters {
+        &self.broker
     }
 
     /// The counters in the Prometheus text exposition format.
@@ -290,6 +356,37 @@ impl Metrics {
             "counter",
             "Session actors restarted after a panic.",
             s.actor_restarts,
+        );
+        let b = s.broker;
+        metric(
+            "broker_published_total",
+            "counter",
+            "Messages published for other nodes.",
+            b.published,
+        );
+        metric(
+            "broker_received_total",
+            "counter",
+            "Messages received from other nodes.",
+            b.received,
+        );
+        metric(
+            "broker_dropped_total",
+            "counter",
+            "Messages for other nodes the broker could not carry.",
+            b.dropped,
+        );
+        metric(
+            "broker_missed_total",
+            "counter",
+            "Messages from other nodes that never arrived (sequence gaps).",
+            b.missed,
+        );
+        metric(
+            "broker_invalid_total",
+            "counter",
+            "Messages from other nodes that could not be read.",
+            b.invalid,
         );
         let _ = writeln!(
             out,

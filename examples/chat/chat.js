@@ -62,6 +62,8 @@ function connect() {
     const message = JSON.parse(event.data);
     if (message.type === "message") {
       addLine(message.text, message.from);
+    } else if (message.type === "direct") {
+      addLine(message.text, `${message.from} → ${message.to}`);
     } else if (message.type === "presence") {
       if (!joined || message.room !== joined.room) return;
       present.clear();
@@ -107,7 +109,12 @@ $("join").addEventListener("submit", (event) => {
 $("send").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
-  if (joined && text.trim() && send({ type: "message", room: joined.room, text })) {
+  // "/msg NAME TEXT" sends a direct message to NAME, wherever NAME is connected.
+  const direct = text.match(/^\/msg\s+(\S+)\s+(.+)$/s);
+  const message = direct
+    ? { type: "direct", to: direct[1], text: direct[2] }
+    : { type: "message", room: joined?.room, text };
+  if (joined && text.trim() && send(message)) {
     $("text").value = "";
   }
 });

@@ -6,15 +6,27 @@
 //! cargo run --release --example chat -- --addr 127.0.0.1:8080
 //! ```
 //!
+//! Several chat processes sharing one Redis are one chat (messages, presence, direct messages),
+//! whichever process each browser reached:
+//!
+//! ```text
+//! cargo run --release --features redis --example chat -- --addr 127.0.0.1:8080 --redis redis://127.0.0.1:6379
+//! cargo run --release --features redis --example chat -- --addr 127.0.0.1:8081 --redis redis://127.0.0.1:6379
+//! ```
+//!
 //! The page (plain HTML, CSS and JavaScript in `examples/chat/`, no build step) is served at `/`
 //! and the WebSocket at `/chat`. The protocol, JSON text messages:
 //!
 //! - client to server: `{"type":"join","room":R,"name":N}`, `{"type":"message","room":R,"text":T}`,
-//!   `{"type":"leave","room":R}`;
+//!   `{"type":"leave","room":R}`, `{"type":"direct","to":N,"text":T}` (the page sends it for
+//!   `/msg N T`);
 //! - server to client: `{"type":"message","room":R,"from":N,"text":T}` (the sender gets its own
 //!   too); `{"type":"presence","room":R,"members":[N,...]}` once, to the one who joins, then
 //!   `{"type":"presence_diff","room":R,"joins":[N],"leaves":[N]}` to every member on each join
-//!   and leave; `{"type":"error","message":M}` for anything refused.
+//!   and leave; `{"type":"direct","from":N,"to":N,"text":T}` to the recipient's sessions and the
+//!   sender; `{"type":"error","message":M}` for anything refused.
+//!
+//! `/metrics` serves the hub's counters as Prometheus text.
 //!
 //! Each connection is a session actor (`session.rs`, `switchboard::ws`): it keeps its name and
 //! rooms as plain fields, handles the browser's messages one at a time, and needs no channel or
@@ -56,13 +68,24 @@ struct Args {
     /// `https://chat.example`); repeat it for more.
     #[arg(long = "allowed-origin")]
     allowed_origins: Vec<String>,
+    /// A Redis server shared with other chat processes, such as `redis://127.0.0.1:6379`, to be
+    /// one chat with them (needs the `redis` cargo feature).
+    #[arg(long)]
+    redis: Option<String>,
+    /// With `--redis`: seconds within which the members of a chat process that died leave the
+    /// presence of the others.
+    #[arg(long, default_value_t = 15.0)]
+    presence_ttl: f64,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let hub = Hub::start();
+    let hub = match &args.redis {
+        None => Hub::start(),
+        Some(url) => clustered_hub(url, Duration::from_secs_f64(args.presence_ttl)).await?,
+    };
     hub.on_presence(presence_diff);
     hub.on_presence_state(presence_state);
     let (app_hub, names, origins) = (hub.clone(), Names::default(), args.allowed_origins.clone());
@@ -87,6 +110,7 @@ async fn main() -> std::io::Result<()> {
                 "/chat.css",
                 web::get().to(|| async { asset("text/css", include_str!("chat.css")) }),
             )
+            .route("/metrics", web::get().to(metrics))
             .route(
                 "/chat",
                 web::get().to(move |req: HttpRequest, stream: web::Payload| {
@@ -105,6 +129,31 @@ async fn main() -> std::io::Result<()> {
     let server = server.run();
     switchboard::shutdown::on_signal(hub, server.handle(), SHUTDOWN_GRACE);
     server.await
+}
+
+/// A hub that is one node of the chats sharing the Redis at `url`.
+#[cfg(feature = "redis")]
+async fn clustered_hub(url: &str, presence_ttl: Duration) -> std::io::Result<Hub> {
+    use switchboard::redis::{RedisBroker, RedisConfig};
+    let mut config = RedisConfig::new(url);
+    config.presence_ttl = presence_ttl;
+    let broker = RedisBroker::connect(config).await.map_err(std::io::Error::other)?;
+    log::info!("one chat with every process on {url}");
+    Ok(Hub::with_broker(broker))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn clustered_hub(_: &str, _: Duration) -> std::io::Result<Hub> {
+    Err(std::io::Error::other(
+        "this build has no Redis support: run it with `cargo run --features redis --example chat`",
+    ))
+}
+
+async fn metrics(req: HttpRequest) -> HttpResponse {
+    let text = req.app_data::<Hub>().map(|hub| hub.metrics().prometheus());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text.unwrap_or_default())
 }
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {

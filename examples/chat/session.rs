@@ -25,6 +25,7 @@ pub(crate) enum Incoming {
     Join { room: String, name: String },
     Message { room: String, text: String },
     Leave { room: String },
+    Direct { to: String, text: String },
 }
 
 /// What the server sends.
@@ -47,6 +48,12 @@ pub(crate) enum Outgoing<'a> {
         joins: Vec<&'a str>,
         leaves: Vec<&'a str>,
     },
+    /// To the recipient's sessions, on whichever node, and to the sender.
+    Direct {
+        from: &'a str,
+        to: &'a str,
+        text: &'a str,
+    },
     Error {
         message: &'a str,
     },
@@ -61,6 +68,16 @@ impl Outgoing<'_> {
         // Serializing these plain structs cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+fn check_text(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("empty message".into());
+    }
+    if text.chars().count() > MAX_TEXT {
+        return Err(format!("message over {MAX_TEXT} characters"));
+    }
+    Ok(())
 }
 
 fn reply_error(ctx: &mut ws::WebsocketContext<ChatSession>, message: &str) {
@@ -125,6 +142,7 @@ impl ChatSession {
             }
             Incoming::Message { room, text } => self.say(&room, &text, ctx),
             Incoming::Leave { room } => self.leave(room, ctx),
+            Incoming::Direct { to, text } => self.direct(&to, &text, ctx),
         }
     }
 
@@ -177,15 +195,31 @@ impl ChatSession {
         let (Some(name), true) = (&self.name, self.rooms.contains(room)) else {
             return Err(format!("join {room} before sending to it"));
         };
-        if text.trim().is_empty() {
-            return Err("empty message".into());
-        }
-        if text.chars().count() > MAX_TEXT {
-            return Err(format!("message over {MAX_TEXT} characters"));
-        }
+        check_text(text)?;
         let message = Outgoing::Message { room, from: name, text }.to_message();
         let (hub, room) = (ctx.hub().clone(), room.to_owned());
         let sent = async move { hub.broadcast_room(&room, message, None).await };
+        ctx.wait(wrap_future(sent).map(|sent, _: &mut Self, ctx| {
+            if let Err(error) = sent {
+                reply_error(ctx, &error.to_string());
+            }
+        }));
+        Ok(())
+    }
+
+    /// A message for every session of user `to`, here or on another node, and a copy for the sender.
+    fn direct(&mut self, to: &str, text: &str, ctx: &mut ws::WebsocketContext<Self>) -> Result<(), String> {
+        let Some(name) = &self.name else {
+            return Err("join a room before sending direct messages".into());
+        };
+        check_text(text)?;
+        let direct = Outgoing::Direct { from: name, to, text };
+        if names::key(name) != names::key(to) {
+            ctx.text(direct.to_text());
+        }
+        let message = direct.to_message();
+        let (hub, to) = (ctx.hub().clone(), to.to_owned());
+        let sent = async move { hub.send_to_user(&to, message).await };
         ctx.wait(wrap_future(sent).map(|sent, _: &mut Self, ctx| {
             if let Err(error) = sent {
                 reply_error(ctx, &error.to_string());

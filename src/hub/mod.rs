@@ -13,10 +13,16 @@
 //! | `session.rs` | session ids and the sink a connection registers |
 //! | `directory.rs` | the session actors' addresses by id ([`Hub::addr`]) |
 //! | `error.rs` | [`HubError`] |
+//! | `broker.rs` | the [`Broker`] seam to other nodes, and the [`Inbox`] a broker answers through |
+//! | `remote.rs` | what the supervisor publishes to and takes from other nodes; presence across them |
+//! | `envelope.rs` | the bytes one node sends the others |
 
+mod broker;
 mod directory;
+mod envelope;
 mod error;
 mod fanout;
+mod remote;
 pub(crate) mod rooms;
 mod session;
 pub(crate) mod supervisor;
@@ -26,6 +32,7 @@ use std::sync::{Arc, OnceLock};
 use actix::dev::SendError;
 use actix::{Actor, Addr};
 
+pub use broker::{Broker, BrokerCommand, BrokerError, Inbox, DEFAULT_PRESENCE_TTL};
 pub use error::HubError;
 pub use rooms::{Member, PresenceChange, PresenceEvent};
 pub(crate) use session::SessionSink;
@@ -88,6 +95,29 @@ impl Hub {
     pub fn global() -> Hub {
         static GLOBAL: OnceLock<Hub> = OnceLock::new();
         GLOBAL.get_or_init(Hub::start_on_own_thread).clone()
+    }
+
+    /// Starts a supervisor that is one node of several: `broker` carries route and room
+    /// broadcasts, messages to sessions and users, and presence to and from the other nodes.
+    ///
+    /// Broadcasts and sends answer how many *local* sessions took the message; other nodes get it
+    /// at most once, in the order this node published it. docs/scaling.md has the whole story.
+    ///
+    /// # Panics
+    ///
+    /// Outside a running actix system.
+    pub fn with_broker(broker: impl Broker) -> Hub {
+        let metrics = Arc::<Metrics>::default();
+        let broker: Arc<dyn Broker> = Arc::new(broker);
+        let mut supervisor = Supervisor::new(metrics.clone());
+        supervisor.remote = Some(remote::Remote::new(broker.clone()));
+        let addr = supervisor.start();
+        broker.start(Inbox::new(addr.clone()));
+        Hub {
+            addr,
+            metrics,
+            actors: Arc::default(),
+        }
     }
 
     fn start_on_own_thread() -> Hub {

@@ -73,7 +73,7 @@ pub(crate) type PresenceStateListener = Arc<dyn Fn(&str, &[Member]) -> Option<Me
 /// The supervisor's room and user registry.
 #[derive(Default)]
 pub(crate) struct Rooms {
-    members: HashMap<String, BTreeSet<SessionId>>,
+    pub(crate) members: HashMap<String, BTreeSet<SessionId>>,
     users: HashMap<String, BTreeSet<SessionId>>,
     listener: Option<PresenceListener>,
     state_listener: Option<PresenceStateListener>,
@@ -86,21 +86,25 @@ pub(crate) struct Rooms {
 }
 
 impl Supervisor {
-    fn member(&self, id: SessionId) -> Member {
+    pub(crate) fn member(&self, id: SessionId) -> Member {
         Member {
             id,
             user: self.sessions.get(&id).and_then(|s| s.user.clone()),
         }
     }
 
+    /// The room's members, local and (with a broker) on other nodes, in id order.
     fn members(&self, room: &str) -> Vec<Member> {
         let ids = self.rooms.members.get(room);
-        ids.into_iter().flatten().map(|id| self.member(*id)).collect()
+        let mut members: Vec<Member> = ids.into_iter().flatten().map(|id| self.member(*id)).collect();
+        members.extend(self.remote_members(room));
+        members.sort();
+        members
     }
 
     /// Sends `message` to the members of `room` except `except`, through the room's fan-out;
     /// answers how many sessions it was handed to.
-    fn deliver_to_room(&mut self, room: &str, message: &Outgoing, except: Option<SessionId>) -> usize {
+    pub(crate) fn deliver_to_room(&mut self, room: &str, message: &Outgoing, except: Option<SessionId>) -> usize {
         let Some(ids) = self.rooms.members.get(room) else {
             return 0;
         };
@@ -114,7 +118,7 @@ impl Supervisor {
     }
 
     /// Tells the room's members about a join or leave, if a listener is set.
-    fn announce(&mut self, event: &PresenceEvent) {
+    pub(crate) fn announce(&mut self, event: &PresenceEvent) {
         let Some(listener) = self.rooms.listener.clone() else {
             return;
         };
@@ -131,8 +135,12 @@ impl Supervisor {
         let was_member = ids.remove(&id);
         if ids.is_empty() {
             self.rooms.members.remove(room);
+            self.room_closed(room);
         }
         self.rooms.fanouts.remove(room);
+        if was_member {
+            self.publish_presence(room, PresenceChange::Left, self.member(id));
+        }
         was_member
     }
 
@@ -197,6 +205,7 @@ impl Supervisor {
             ids.remove(&id);
             if ids.is_empty() {
                 self.rooms.users.remove(&user);
+                self.remote_unsubscribe(&super::remote::user_topic(&user));
             }
         }
     }
@@ -239,8 +248,13 @@ impl Handler<Join> for Supervisor {
             });
         }
         session.rooms.insert(msg.room.clone());
-        self.rooms.members.entry(msg.room.clone()).or_default().insert(msg.id);
+        let ids = self.rooms.members.entry(msg.room.clone()).or_default();
+        ids.insert(msg.id);
+        if ids.len() == 1 {
+            self.room_opened(&msg.room);
+        }
         self.rooms.fanouts.remove(&msg.room);
+        self.publish_presence(&msg.room, PresenceChange::Joined, self.member(msg.id));
         let members = self.members(&msg.room);
         // The state goes straight to the joiner, ahead of any diff announced after this join.
         if let Some(state) = self.rooms.state_listener.clone().and_then(|l| l(&msg.room, &members)) {
@@ -289,7 +303,9 @@ pub(crate) struct BroadcastRoom {
 impl Handler<BroadcastRoom> for Supervisor {
     type Result = usize;
     fn handle(&mut self, msg: BroadcastRoom, _: &mut Context<Self>) -> usize {
-        self.deliver_to_room(&msg.room, &msg.message, msg.except)
+        let handed = self.deliver_to_room(&msg.room, &msg.message, msg.except);
+        self.publish_message(super::remote::room_topic(&msg.room), &msg.message, msg.except);
+        handed
     }
 }
 
@@ -329,7 +345,11 @@ impl Handler<SetUser> for Supervisor {
             return Ok(false);
         }
         self.forget_user(msg.id);
-        self.rooms.users.entry(msg.user.clone()).or_default().insert(msg.id);
+        let holders = self.rooms.users.entry(msg.user.clone()).or_default();
+        holders.insert(msg.id);
+        if holders.len() == 1 {
+            self.remote_subscribe(super::remote::user_topic(&msg.user));
+        }
         if let Some(session) = self.sessions.get_mut(&msg.id) {
             session.user = Some(msg.user);
         }
@@ -350,10 +370,17 @@ pub(crate) struct SendToUser {
 impl Handler<SendToUser> for Supervisor {
     type Result = usize;
     fn handle(&mut self, msg: SendToUser, _: &mut Context<Self>) -> usize {
-        let ids: Vec<SessionId> = self.rooms.users.get(&msg.user).into_iter().flatten().copied().collect();
-        ids.into_iter()
-            .filter(|id| self.deliver(*id, &msg.message).is_ok())
-            .count()
+        let handed = self.deliver_to_user(&msg.user, &msg.message);
+        self.publish_message(super::remote::user_topic(&msg.user), &msg.message, None);
+        handed
+    }
+}
+
+impl Supervisor {
+    /// Delivers to the local sessions of `user`; answers how many took it.
+    pub(crate) fn deliver_to_user(&mut self, user: &str, message: &Outgoing) -> usize {
+        let ids: Vec<SessionId> = self.rooms.users.get(user).into_iter().flatten().copied().collect();
+        ids.into_iter().filter(|id| self.deliver(*id, message).is_ok()).count()
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Supervisor {
     pub(crate) rooms: super::rooms::Rooms,
     /// Each route's sessions grouped by thread, built on the first broadcast after a change.
     fanouts: HashMap<String, Arc<Fanout>>,
+    /// The broker to other nodes, if this hub is one node of several.
+    pub(crate) remote: Option<super::remote::Remote>,
 }
 
 pub(crate) struct Session {
@@ -64,6 +66,7 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.start_remote(ctx);
     }
 }
 
@@ -74,6 +77,19 @@ impl Supervisor {
             metrics,
             ..Supervisor::default()
         }
+    }
+
+    /// Delivers `message` to the local sessions of `route` except `except`; answers how many.
+    pub(crate) fn broadcast_local(&mut self, route: &str, message: &Outgoing, except: Option<SessionId>) -> usize {
+        let Some(members) = self.routes.get(route) else {
+            return 0;
+        };
+        let sessions = &self.sessions;
+        let fanout = self
+            .fanouts
+            .entry(route.to_owned())
+            .or_insert_with(|| Arc::new(Fanout::of(members, sessions)));
+        fanout.deliver(message, except, &self.metrics)
     }
 
     pub(crate) fn deliver(&mut self, id: SessionId, message: &Outgoing) -> Result<(), HubError> {
@@ -127,7 +143,11 @@ impl Handler<Connect> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         log::debug!("session {} joined {}", msg.id, msg.route);
-        self.routes.entry(msg.route.clone()).or_default().insert(msg.id);
+        let members = self.routes.entry(msg.route.clone()).or_default();
+        members.insert(msg.id);
+        if members.len() == 1 {
+            self.remote_subscribe(super::remote::route_topic(&msg.route));
+        }
         self.fanouts.remove(&msg.route);
         let session = Session {
             route: msg.route,
@@ -158,6 +178,9 @@ impl Handler<Disconnect> for Supervisor {
             self.fanouts.remove(&session.route);
             if let Some(members) = self.routes.get_mut(&session.route) {
                 members.remove(&msg.0);
+                if members.is_empty() {
+                    self.remote_unsubscribe(&super::remote::route_topic(&session.route));
+                }
             }
             log::debug!("session {} left {}", msg.0, session.route);
         }
@@ -180,15 +203,9 @@ pub(crate) struct Broadcast {
 impl Handler<Broadcast> for Supervisor {
     type Result = usize;
     fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
-        let Some(members) = self.routes.get(&msg.route) else {
-            return 0;
-        };
-        let sessions = &self.sessions;
-        let fanout = self
-            .fanouts
-            .entry(msg.route)
-            .or_insert_with(|| Arc::new(Fanout::of(members, sessions)));
-        fanout.deliver(&msg.message, msg.except, &self.metrics)
+        let handed = self.broadcast_local(&msg.route, &msg.message, msg.except);
+        self.publish_message(super::remote::route_topic(&msg.route), &msg.message, msg.except);
+        handed
     }
 }
 
@@ -205,7 +222,10 @@ pub(crate) struct SendTo {
 impl Handler<SendTo> for Supervisor {
     type Result = Result<(), HubError>;
     fn handle(&mut self, msg: SendTo, _: &mut Context<Self>) -> Self::Result {
-        self.deliver(msg.id, &msg.message)
+        match self.deliver(msg.id, &msg.message) {
+            Err(HubError::NoSuchSession(id)) if self.send_remote(id, &msg.message) => Ok(()),
+            delivered => delivered,
+        }
     }
 }
 

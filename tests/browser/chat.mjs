@@ -1,7 +1,11 @@
 // Drives the chat example in headless Chromium: two pages join the same room, and each sees the
-// other's message and presence. Run by .ci/run with the chat example already listening:
+// other's message, direct message and presence. Run by .ci/run with the chat example already
+// listening:
 //
 //   node tests/browser/chat.mjs http://127.0.0.1:PORT/
+//
+// Given a second address (another chat process sharing the first one's Redis), the second page
+// opens there: the two processes must be one chat.
 //
 // Needs Debian's chromium (/usr/bin/chromium) and `npm ci` in this folder.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,8 +14,9 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const base = process.argv[2];
+const otherBase = process.argv[3] ?? base;
 if (!base) {
-  console.error("usage: node chat.mjs http://127.0.0.1:PORT/");
+  console.error("usage: node chat.mjs http://127.0.0.1:PORT/ [http://127.0.0.1:OTHER_PORT/]");
   process.exit(2);
 }
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -26,10 +31,10 @@ const context = await chromium.launchPersistentContext(profile, {
 });
 context.setDefaultTimeout(15000);
 
-async function openAs(name, room) {
+async function openAs(name, room, url = base) {
   const page = await context.newPage();
   page.on("pageerror", (error) => console.error(`[${name}] page error: ${error}`));
-  await page.goto(base);
+  await page.goto(url);
   await page.waitForSelector('#state[data-state="open"]');
   await page.fill("#name", name);
   await page.fill("#room", room);
@@ -65,7 +70,7 @@ let failed = false;
 try {
   const alice = await openAs("alice", "lobby");
   await waitForMembers(alice, ["alice"]);
-  const bob = await openAs("bob", "lobby");
+  const bob = await openAs("bob", "lobby", otherBase);
   await waitForMembers(alice, ["alice", "bob"]);
   await waitForMembers(bob, ["alice", "bob"]);
 
@@ -74,10 +79,14 @@ try {
   await waitForMessage(alice, "alice", "hello from alice ✓");
   await say(bob, "hi alice, bob here");
   await waitForMessage(alice, "bob", "hi alice, bob here");
+  await say(alice, "/msg bob just for you");
+  await waitForMessage(bob, "alice → bob", "just for you");
+  await waitForMessage(alice, "alice → bob", "just for you");
 
   await bob.close();
   await waitForMembers(alice, ["alice"]);
-  console.log(`browser test: OK (members seen by alice at the end: ${await members(alice)})`);
+  const where = otherBase === base ? "one process" : "two processes";
+  console.log(`browser test (${where}): OK (members seen by alice at the end: ${await members(alice)})`);
 } catch (error) {
   failed = true;
   console.error(`browser test: FAILED: ${error.message}`);

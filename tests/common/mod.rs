@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod process;
+pub mod redis;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

@@ -19,6 +19,8 @@ pub fn example(name: &str) -> PathBuf {
     build
         .args(["build", "--quiet", "--example", name, "--target-dir"])
         .arg(target_dir)
+        // The features this test was built with, so that the library is not rebuilt without them.
+        .args(cfg!(feature = "redis").then_some("--features=redis"))
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     // Without the variables cargo sets for this test binary: ring's build script reruns when
     // CARGO_MANIFEST_DIR or a CARGO_PKG_* variable changes, so inheriting them rebuilt half the

@@ -17,6 +17,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 pub(crate) async fn broadcast(
     url: &str,
+    publish_url: &str,
     subscribers: usize,
     rate: u64,
     window: u64,
@@ -29,16 +30,22 @@ pub(crate) async fn broadcast(
     // Each reader records into its own vector (an uncontended lock), so the readers can simply be
     // aborted after the drain, without a timer per message.
     let latency_sets: Vec<Arc<parking_lot::Mutex<Vec<u32>>>> = (0..subscribers).map(|_| Arc::default()).collect();
+    let gap = Arc::new(parking_lot::Mutex::new(Gap::default()));
     let readers: Vec<_> = subs
         .into_iter()
         .zip(latency_sets.iter().cloned())
-        .map(|(mut conn, latencies)| {
+        .enumerate()
+        .map(|(index, (mut conn, latencies))| {
             let received = received.clone();
+            let gap = (index == 0).then(|| gap.clone());
             tokio::spawn(async move {
                 loop {
                     let read = conn.reader.read(|opcode, data| {
                         if let Some(sent_us) = (opcode == OpCode::Text).then(|| sent_at_us(data)).flatten() {
                             let now_us = origin.elapsed().as_micros() as u64;
+                            if let Some(gap) = &gap {
+                                gap.lock().arrived(now_us);
+                            }
                             let latency = now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32;
                             latencies.lock().push(latency);
                             received.fetch_add(1, Ordering::Relaxed);
@@ -57,7 +64,7 @@ pub(crate) async fn broadcast(
         reader: mut own,
         mut write,
         mut masks,
-    } = connect(url, SMALL_READ_BUFFER).await?;
+    } = connect(publish_url, SMALL_READ_BUFFER).await?;
     let own_seen = Arc::new(AtomicU64::new(0));
     // Wakes the publisher when one of its own messages comes back: waiting by yielding in a
     // loop cost the load generator an `epoll_wait` per turn, 1.6 M in a 4 s run.
@@ -128,12 +135,40 @@ pub(crate) async fn broadcast(
     }
     let own_latencies = own_reader.await.unwrap_or_default();
     let delivered = received.load(Ordering::Relaxed);
+    let gap = *gap.lock();
+    // When the longest gap ended, as Unix time, for a script that restarts Redis meanwhile.
+    let now_unix_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let gap_end_unix_us = now_unix_us.saturating_sub(origin.elapsed().as_micros() as u64) + gap.end_us;
     Ok(json!({
         "scenario": "broadcast", "url": url, "subscribers": subscribers, "rate": rate, "window": window,
         "seconds": publishing, "published": sent, "deliveries": delivered,
         "deliveries_per_s": delivered as f64 / publishing, "lost": expected.saturating_sub(delivered),
         "latency": percentiles(latencies), "publisher_latency": percentiles(own_latencies),
+        "longest_gap_ms": gap.longest_us as f64 / 1000.0, "longest_gap_end_unix_ms": gap_end_unix_us / 1000,
     }))
+}
+
+/// The longest time the first subscriber went without a delivery, and when it ended (µs since
+/// the run's origin): how long traffic stopped while a broker restarted.
+#[derive(Debug, Default, Clone, Copy)]
+struct Gap {
+    last_us: Option<u64>,
+    longest_us: u64,
+    end_us: u64,
+}
+
+impl Gap {
+    fn arrived(&mut self, now_us: u64) {
+        if let Some(last) = self.last_us {
+            if now_us - last > self.longest_us {
+                self.longest_us = now_us - last;
+                self.end_us = now_us;
+            }
+        }
+        self.last_us = Some(now_us);
+    }
 }
 
 /// The send time in a broadcast message `"SEQ MICROS"`.

@@ -67,6 +67,9 @@ enum Scenario {
         window: u64,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Publish through this URL instead (another node of a cluster, for the cross-node case).
+        #[arg(long)]
+        publish_url: Option<String>,
     },
     /// Opens K idle connections; reports the connect rate and, given the server's PID, its
     /// resident memory per connection.
@@ -105,7 +108,11 @@ fn main() {
                 rate,
                 window,
                 seconds,
-            } => broadcast::broadcast(&url, subscribers, rate, window, seconds).await,
+                publish_url,
+            } => {
+                let publish_url = publish_url.as_deref().unwrap_or(&url);
+                broadcast::broadcast(&url, publish_url, subscribers, rate, window, seconds).await
+            }
             Scenario::Connections { url, count, pid } => connections::connections(&url, count, pid).await,
         }
     });
