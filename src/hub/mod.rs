@@ -132,7 +132,8 @@ impl Hub {
     }
 
     /// Sends `message` to every session of `route` (the name it was mounted with, by default its
-    /// path) and answers how many sessions it was handed to. The frame is encoded once for all.
+    /// path) and answers how many sessions of this node it was handed to (with a broker, the other
+    /// nodes' sessions get it too, at most once). The frame is encoded once for all.
     /// Sessions on other worker threads get it from one task per thread; one that turns out to be
     /// closed or full counts in [`Hub::undelivered`].
     ///
@@ -200,11 +201,12 @@ impl Hub {
         request.await.map_err(|_| HubError::SupervisorGone)
     }
 
-    /// Sends `message` to one session.
+    /// Sends `message` to one session. With a broker, a session of another node is reached
+    /// through it: `Ok` then means the message was handed to the broker.
     ///
     /// # Errors
     ///
-    /// [`HubError::NoSuchSession`] when it has disconnected, [`HubError::Undelivered`] when it is
+    /// [`HubError::NoSuchSession`] when it has disconnected (a session of this process), [`HubError::Undelivered`] when it is
     /// closing or its queue is full, [`HubError::SupervisorGone`] when the supervisor has stopped.
     pub async fn send_to(&self, id: SessionId, message: impl Into<Message>) -> Result<(), HubError> {
         let request = self.addr.send(SendTo {
@@ -396,7 +398,8 @@ impl Hub {
     }
 
     /// Sends `message` to every member of `room`, optionally except one (typically the sender),
-    /// encoding it once. Answers how many sessions took it.
+    /// encoding it once. Answers how many sessions of this node took it (with a broker, the
+    /// members on other nodes get it too).
     ///
     /// # Errors
     ///
@@ -456,7 +459,8 @@ impl Hub {
         request.await.map_err(|_| HubError::SupervisorGone)?
     }
 
-    /// Sends `message` to every session of `user`; answers how many took it.
+    /// Sends `message` to every session of `user`; answers how many of this node's took it (with
+    /// a broker, the user's sessions on other nodes get it too).
     ///
     /// # Errors
     ///

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix::{AsyncContext, Context, Handler, Message as ActixMessage};
 use bytes::Bytes;
 
-use super::broker::{Broker, BrokerCommand};
+use super::broker::{Broker, BrokerCommand, BrokerError};
 use super::envelope::{self, Body, Stamp};
 use super::rooms::{Member, PresenceChange, PresenceEvent};
 use super::session::{self, SessionId};
@@ -48,6 +48,8 @@ pub(crate) struct Remote {
     changed: HashMap<String, HashSet<SessionId>>,
     ttl: Duration,
     link_up: bool,
+    /// The broker refused a command for a full queue, and has taken none since.
+    backlogged: bool,
     /// Reconciling removes members only from then on: after the broker comes back, every node
     /// needs one refresh period to put its entries back before an absence means a leave.
     removals_from: Instant,
@@ -68,6 +70,7 @@ impl Remote {
             changed: HashMap::new(),
             ttl,
             link_up: true,
+            backlogged: false,
             removals_from: Instant::now(),
             dropped_while_down: 0,
         }
@@ -119,26 +122,39 @@ impl Supervisor {
         ctx.run_interval(period, |act, _| act.refresh_presence());
     }
 
-    /// Sends a command to the broker, counting and logging (once per outage) what it refuses.
+    /// Sends a command to the broker, counting and logging (once per outage or per backlog) what
+    /// it refuses.
     fn command_broker(&mut self, command: BrokerCommand) {
         let Some(remote) = &mut self.remote else { return };
         let publish = matches!(command, BrokerCommand::Publish { .. });
-        match remote.broker.send(command) {
-            Ok(()) if publish => self.metrics.broker().published(),
-            Ok(()) => {}
-            Err(error) => {
-                if publish {
+        let sent = remote.broker.send(command);
+        if publish {
+            match sent {
+                Ok(()) => self.metrics.broker().published(),
+                Err(_) => {
                     self.metrics.broker().dropped(1);
                     remote.dropped_while_down += 1;
                 }
-                if remote.link_up {
-                    remote.link_up = false;
-                    log::warn!(
-                        "broker refused a command ({error}): deliveries to other nodes are dropped \
-                         and counted until it is back; local deliveries go on"
-                    );
-                }
             }
+        }
+        match sent {
+            Ok(()) if remote.backlogged => {
+                remote.backlogged = false;
+                log::info!("the broker keeps up again");
+            }
+            Ok(()) => {}
+            Err(BrokerError::Backlog) if !remote.backlogged => {
+                remote.backlogged = true;
+                log::warn!("the broker's queue is full: deliveries to other nodes are dropped and counted");
+            }
+            Err(BrokerError::Unreachable) if remote.link_up => {
+                remote.link_up = false;
+                log::warn!(
+                    "broker unreachable: deliveries to other nodes are dropped and counted until it \
+                     is back; local deliveries go on"
+                );
+            }
+            Err(_) => {}
         }
     }
 
