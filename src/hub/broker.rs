@@ -50,7 +50,7 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn send(&self, command: BrokerCommand) -> Result<(), BrokerError>;
 
     /// How long presence entries live without a refresh: the bound on how long a dead node's
-    /// members stay present on the others. The hub refreshes its entries three times per bound.
+    /// members stay present on the others. The hub refreshes its entries four times per bound.
     fn presence_ttl(&self) -> Duration {
         DEFAULT_PRESENCE_TTL
     }

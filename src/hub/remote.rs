@@ -6,11 +6,13 @@
 //! A node subscribes to a route, room or user topic only while it has a local session there, so a
 //! node with no member in a room receives none of its traffic.
 //!
-//! Presence: each node puts its memberships in the broker with a lifetime of two thirds of the
-//! presence TTL and refreshes them every third; after each refresh it asks for the live entries
+//! Presence: each node puts its memberships in the broker with a lifetime of half the presence
+//! TTL and refreshes them every quarter; after each refresh it asks for the live entries
 //! of its rooms and reconciles its view of the other nodes' members, announcing the difference
 //! as diffs to its local members. A node that dies stops refreshing, so its entries expire and
-//! every other node announces its members' leaves within the TTL.
+//! every other node announces its members' leaves within three quarters of the TTL (an entry
+//! expires at most half a TTL after its node died, and is noticed within a quarter more): the
+//! last quarter is margin for clocks and round trips, so the TTL is a bound, not an average.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -78,7 +80,13 @@ impl Remote {
 
     /// How often presence is refreshed and reconciled.
     pub(crate) fn refresh_period(&self) -> Duration {
-        self.ttl / 3
+        self.ttl / 4
+    }
+
+    /// How long a presence entry lives unless refreshed: two refresh periods, so that one late
+    /// refresh does not make a live member leave.
+    fn entry_lifetime(&self) -> Duration {
+        self.ttl / 2
     }
 
     /// A member's presence entry: `hub-node:session:user`.
@@ -236,7 +244,7 @@ impl Supervisor {
         let command = match change {
             PresenceChange::Joined => BrokerCommand::PresencePut {
                 entries: vec![(room.to_owned(), entry)],
-                ttl: remote.ttl * 2 / 3,
+                ttl: remote.entry_lifetime(),
             },
             PresenceChange::Left => BrokerCommand::PresenceRemove {
                 room: room.to_owned(),
@@ -266,7 +274,7 @@ impl Supervisor {
                 entries.push((room.clone(), remote.entry(&member)));
             }
         }
-        let ttl = remote.ttl * 2 / 3;
+        let ttl = remote.entry_lifetime();
         if !entries.is_empty() {
             self.command_broker(BrokerCommand::PresencePut { entries, ttl });
         }

@@ -47,7 +47,7 @@ pub struct RedisConfig {
     /// How long a node's presence entries live unless it refreshes them: the bound within which
     /// a node that died leaves the presence of the others. Default
     /// [`DEFAULT_PRESENCE_TTL`] (15 s). Shorter means quicker leaves and more refresh traffic
-    /// (three refreshes per TTL, one command per room).
+    /// (four refreshes per TTL, one command per room).
     pub presence_ttl: Duration,
     /// The pause between attempts to reconnect when Redis went away. Default 100 ms, so traffic
     /// resumes within about that much of Redis accepting connections again.
