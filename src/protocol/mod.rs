@@ -18,6 +18,7 @@
 
 mod close;
 mod decoder;
+pub(crate) mod deflate;
 mod frame;
 mod input;
 mod mask;
