@@ -59,11 +59,12 @@ pub(crate) enum Invalid {
     NotOffered(String),
 }
 
-/// Splits header values into extensions, each a name and its `(name, value)` parameters;
-/// quoted values are unquoted (RFC 7692 §7.1 allows quoted-string values).
-fn extensions<'a>(
-    values: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<(String, Vec<(String, Option<String>)>)>, Invalid> {
+/// An extension as a header lists it: its name and its `(name, value)` parameters.
+type Extension = (String, Vec<(String, Option<String>)>);
+
+/// Splits header values into extensions; quoted values are unquoted (RFC 7692 §7.1 allows
+/// quoted-string values).
+fn extensions<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<Extension>, Invalid> {
     let mut out = Vec::new();
     for value in values {
         for extension in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
