@@ -3,7 +3,8 @@
 //! presence within its bound; Redis killed and restarted, traffic resumes and the gap is counted.
 //!
 //! Each test starts its own `redis-server` on a free loopback port and its own chat processes
-//! (`examples/chat --redis`), driven by tokio-tungstenite clients.
+//! (`examples/chat --redis`), or two servers in this process whose hubs share the Redis, driven
+//! by tokio-tungstenite clients.
 
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::process::start_server;
 use common::redis::Redis;
-use common::{next_message, Client, PATIENCE};
+use common::{next_message, next_text, Client, Options, TestServer, PATIENCE};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -298,4 +299,91 @@ async fn redis_killed_and_restarted_traffic_resumes_and_the_gap_is_counted() {
     );
     assert!(dropped > 0, "the sender counted its gap");
     assert!(missed > 0, "the receiver counted its gap, from the sequence numbers");
+}
+
+/// A server in this process whose hub is a node over `redis`, with one route that tells each
+/// session its id.
+fn node_in_process(redis: &Redis) -> TestServer {
+    let options = Options {
+        redis: Some(redis.url()),
+        ..Options::default()
+    };
+    TestServer::spawn(options, |cfg, _| {
+        cfg.service(switchboard::websocket("/feed", |_, ws| {
+            ws.send(ws.id().as_u64().to_string());
+        }));
+    })
+}
+
+async fn connect_feed(server: &TestServer) -> (Client, switchboard::SessionId) {
+    let mut client = server.connect("/feed").await;
+    let id = next_text(&mut client).await.parse().unwrap();
+    (client, switchboard::SessionId::from_u64(id))
+}
+
+/// Sends with `send` until `client` receives `text` (subscriptions are made asynchronously, so
+/// the first messages may go before the other node listens); answers how many sends it took.
+async fn until_received<F, Fut>(client: &mut Client, text: &str, mut send: F) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for attempt in 1..=50 {
+        send().await;
+        let got = tokio::time::timeout(Duration::from_millis(200), next_text(client)).await;
+        if got.as_deref() == Ok(text) {
+            return attempt;
+        }
+    }
+    panic!("{text} never arrived");
+}
+
+/// The next text that is not `skip` (late copies of a message repeated by `until_received`).
+async fn next_other_than(client: &mut Client, skip: &str) -> String {
+    loop {
+        let text = next_text(client).await;
+        if text != skip {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn hub_broadcasts_and_sends_reach_sessions_of_another_node() {
+    let redis = Redis::start().await;
+    let (one, two) = (node_in_process(&redis), node_in_process(&redis));
+    let (mut ann, ann_id) = connect_feed(&one).await;
+    let (mut bob, bob_id) = connect_feed(&two).await;
+
+    // A route broadcast from node one reaches node two's session (and its own).
+    let hub = one.hub.clone();
+    until_received(&mut bob, "to the route", || {
+        let hub = hub.clone();
+        async move {
+            assert_eq!(hub.broadcast("/feed", "to the route").await, Ok(1), "one local session");
+        }
+    })
+    .await;
+    while next_text(&mut ann).await != "to the route" {}
+
+    // A message to one session, by id, from the other node.
+    assert_eq!(one.hub.send_to(bob_id, "to bob alone").await, Ok(()));
+    assert_eq!(next_other_than(&mut bob, "to the route").await, "to bob alone");
+
+    // A message to a user whose session is on the other node.
+    one.hub.set_user(ann_id, "ann").await.unwrap();
+    let hub = two.hub.clone();
+    until_received(&mut ann, "to ann", || {
+        let hub = hub.clone();
+        async move {
+            assert_eq!(
+                hub.send_to_user("ann", "to ann").await,
+                Ok(0),
+                "no local session of ann"
+            );
+        }
+    })
+    .await;
+    let counted = two.hub.metrics().snapshot().broker;
+    assert!(counted.published >= 1 && counted.received >= 1, "{counted:?}");
 }

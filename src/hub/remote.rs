@@ -15,6 +15,7 @@
 //! last quarter is margin for clocks and round trips, so the TTL is a bound, not an average.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,11 @@ use super::rooms::{Member, PresenceChange, PresenceEvent};
 use super::session::{self, SessionId};
 use super::supervisor::Supervisor;
 use crate::message::Outgoing;
+
+/// Hubs with a broker in this process. Their sessions share the process's node number, so with
+/// two or more, a message for an unknown session of this process may be another hub's and goes
+/// through the broker too (tests and multi-server processes run several).
+static BROKERED_HUBS: AtomicUsize = AtomicUsize::new(0);
 
 /// Topics whose publish sequence numbers a node remembers before it forgets them all and starts
 /// a new epoch: a bound on the memory of a node that publishes to ever new users or rooms.
@@ -61,6 +67,7 @@ pub(crate) struct Remote {
 impl Remote {
     pub(crate) fn new(broker: Arc<dyn Broker>) -> Remote {
         let ttl = broker.presence_ttl().max(Duration::from_millis(300));
+        BROKERED_HUBS.fetch_add(1, Ordering::Relaxed);
         Remote {
             broker,
             node: session::random_u64(),
@@ -195,7 +202,8 @@ impl Supervisor {
     /// Sends `message` to session `id` of another process, if a broker can reach it. Answers
     /// whether it was handed to the broker.
     pub(crate) fn send_remote(&mut self, id: SessionId, message: &Outgoing) -> bool {
-        if self.remote.is_none() || id.node() == session::process_node() {
+        let ours = id.node() == session::process_node() && BROKERED_HUBS.load(Ordering::Relaxed) < 2;
+        if self.remote.is_none() || ours {
             return false;
         }
         let message = message.message().clone();

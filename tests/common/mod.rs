@@ -34,6 +34,8 @@ pub struct Options {
     pub owned: bool,
     /// `switchboard::Server::max_websockets`.
     pub max_websockets: Option<usize>,
+    /// A Redis URL: the server's hub is then one node of those sharing it.
+    pub redis: Option<String>,
 }
 
 impl Default for Options {
@@ -46,8 +48,24 @@ impl Default for Options {
             tls: None,
             owned: env!("CARGO_CRATE_NAME") == "on_switchboard_server",
             max_websockets: None,
+            redis: None,
         }
     }
+}
+
+#[cfg(feature = "redis")]
+async fn clustered_hub(url: &str) -> Hub {
+    let config = switchboard::redis::RedisConfig::new(url);
+    Hub::with_broker(
+        switchboard::redis::RedisBroker::connect(config)
+            .await
+            .expect("Redis answers"),
+    )
+}
+
+#[cfg(not(feature = "redis"))]
+async fn clustered_hub(_: &str) -> Hub {
+    panic!("a test asked for Redis without the redis feature")
 }
 
 /// A running server; stopped when dropped.
@@ -115,7 +133,10 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let hub = Hub::start();
+                let hub = match &options.redis {
+                    Some(url) => clustered_hub(url).await,
+                    None => Hub::start(),
+                };
                 let app_hub = hub.clone();
                 let app = move || {
                     let hub = app_hub.clone();
