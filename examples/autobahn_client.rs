@@ -7,10 +7,13 @@
 //! cargo build --release --example autobahn_client
 //! ../shared/tools/autobahn/test-client.sh 9011 'target/release/examples/autobahn_client ws://127.0.0.1:9011'
 //! ```
+//!
+//! `--compression shared` (or `dedicated`, `dedicated:W:M`) after the URL offers
+//! permessage-deflate, for the suite's sections 12 and 13.
 
 use std::time::Duration;
 
-use switchboard::{Config, WebSocket};
+use switchboard::{Compression, Config, WebSocket};
 
 /// The agent name the reports are filed under (test-client.sh summarizes this one).
 const AGENT: &str = "client-under-test";
@@ -24,15 +27,25 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 #[actix_web::main]
 async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let base = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().collect();
+    let base = args
+        .get(1)
+        .cloned()
         .unwrap_or_else(|| "ws://127.0.0.1:9011".to_string());
+    let compression = match args.iter().position(|a| a == "--compression") {
+        Some(at) => match args.get(at + 1).map(|m| m.parse::<Compression>()) {
+            Some(Ok(compression)) => compression,
+            Some(Err(error)) => return log::error!("{error}"),
+            None => return log::error!("--compression needs a mode"),
+        },
+        None => Compression::Off,
+    };
     let count = case_count(&base).await;
-    log::info!("running {count} cases against {base}");
+    log::info!("running {count} cases against {base} (compression {compression:?})");
     for case in 1..=count {
-        run_case(&format!("{base}/runCase?case={case}&agent={AGENT}")).await;
+        run_case(&format!("{base}/runCase?case={case}&agent={AGENT}"), compression).await;
     }
-    run_case(&format!("{base}/updateReports?agent={AGENT}")).await;
+    run_case(&format!("{base}/updateReports?agent={AGENT}"), Compression::Off).await;
 }
 
 /// The first text message of `/getCaseCount` is the number of cases.
@@ -60,8 +73,9 @@ async fn case_count(base: &str) -> u32 {
 }
 
 /// Connects to `url`, echoes everything until the server closes.
-async fn run_case(url: &str) {
+async fn run_case(url: &str, compression: Compression) {
     let mut config = Config::default();
+    config.compression = compression;
     config.max_message_size = MAX_MESSAGE;
     config.max_frame_size = MAX_MESSAGE;
     config.max_outbound_queue = 4 * MAX_MESSAGE;

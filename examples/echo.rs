@@ -9,7 +9,7 @@
 //! then connect with any WebSocket client to `ws://127.0.0.1:9001/echo`. `RUST_LOG=debug` shows
 //! every connection's life. With `--tls-cert cert.pem --tls-key key.pem` it serves `wss://`
 //! instead; `--http-server` serves the same app on actix-web's `HttpServer` rather than
-//! `switchboard::Server`.
+//! `switchboard::Server`. `--compression shared` (or `dedicated`) negotiates permessage-deflate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use clap::Parser;
 use switchboard::rustls::pki_types::pem::PemObject;
 use switchboard::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use switchboard::rustls::ServerConfig;
-use switchboard::{Config, Hub, Server};
+use switchboard::{Compression, Config, Hub, Server};
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -49,6 +49,9 @@ struct Args {
     /// Serve through actix-web's `HttpServer` instead of `switchboard::Server`.
     #[arg(long)]
     http_server: bool,
+    /// permessage-deflate: off, shared, dedicated, or dedicated:WINDOW_BITS:MEM_LEVEL.
+    #[arg(long, default_value = "off")]
+    compression: Compression,
 }
 
 impl Args {
@@ -58,6 +61,7 @@ impl Args {
         config.max_frame_size = self.max_message_size;
         config.ping_interval = (self.ping_interval > 0).then(|| Duration::from_secs(self.ping_interval));
         config.pong_timeout = Duration::from_secs(self.ping_timeout);
+        config.compression = self.compression;
         config
     }
 }

@@ -95,6 +95,40 @@ pub struct Config {
     ///
     /// Default 10 s.
     pub restart_window: Duration,
+    /// permessage-deflate (RFC 7692), negotiated with peers that offer it (every browser does).
+    ///
+    /// Default [`Compression::Off`]: compression costs CPU on every message and, in the
+    /// dedicated mode, memory per connection. [`Compression::Shared`] is the one line to turn it
+    /// on for chat-style JSON; docs/compression.md compares the modes and their memory.
+    pub compression: Compression,
+    /// Messages shorter than this go uncompressed even when compression is on: deflating a few
+    /// bytes costs more than it saves. Default 64 bytes.
+    pub compression_threshold: usize,
+}
+
+/// How a connection compresses its messages (permessage-deflate, RFC 7692).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// No compression: the extension is not negotiated.
+    #[default]
+    Off,
+    /// No context takeover in either direction: each message is compressed on its own with the
+    /// worker thread's compressor, so a connection holds no compression memory, and a room or
+    /// route broadcast is deflated once for all its recipients. Compresses chat-style JSON a
+    /// little less than [`Compression::Dedicated`].
+    Shared,
+    /// Context takeover: each connection keeps its own compressor and inflater, whose windows
+    /// carry over from one message to the next (better ratios on repetitive traffic), at about
+    /// `2^(window_bits + 3) + 2^(mem_level + 9)` bytes per connection; each broadcast is deflated
+    /// once per recipient.
+    Dedicated {
+        /// The LZ77 window, 8 to 15 (32 KiB): the most our compressor uses and the most we let
+        /// the peer's use, when it accepts a limit.
+        window_bits: u8,
+        /// The compressor's memory level, 1 to 9 (zlib's default is 8).
+        mem_level: u8,
+    },
 }
 
 impl Default for Config {
@@ -113,6 +147,35 @@ impl Default for Config {
             mailbox_capacity: 1024,
             max_restarts: 3,
             restart_window: Duration::from_secs(10),
+            compression: Compression::Off,
+            compression_threshold: 64,
+        }
+    }
+}
+
+/// Reads `off`, `shared`, `dedicated` (window 15, memory level 8) or `dedicated:W:M`, as the
+/// examples' `--compression` flag takes it.
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Compression, String> {
+        let bad = || format!("{s:?}: expected off, shared, dedicated or dedicated:WINDOW_BITS:MEM_LEVEL");
+        let mut parts = s.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("off"), None, ..) => Ok(Compression::Off),
+            (Some("shared"), None, ..) => Ok(Compression::Shared),
+            (Some("dedicated"), None, ..) => Ok(Compression::Dedicated {
+                window_bits: 15,
+                mem_level: 8,
+            }),
+            (Some("dedicated"), Some(w), Some(m), None) => {
+                let (window_bits, mem_level) = (w.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+                if !(8..=15).contains(&window_bits) || !(1..=9).contains(&mem_level) {
+                    return Err(bad());
+                }
+                Ok(Compression::Dedicated { window_bits, mem_level })
+            }
+            _ => Err(bad()),
         }
     }
 }

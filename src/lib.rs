@@ -89,7 +89,7 @@ mod takeover;
 pub mod ws;
 
 pub use client::{client_metrics, ClientBuilder, ConnectError, Reconnect};
-pub use config::Config;
+pub use config::{Compression, Config};
 pub use error::{InvalidCloseCode, SendError};
 pub use handshake::{accept_key, HandshakeRejection};
 pub use hub::{

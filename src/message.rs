@@ -185,6 +185,8 @@ pub(crate) struct Outgoing(Arc<OutgoingInner>);
 struct OutgoingInner {
     message: Message,
     frame: OnceLock<Bytes>,
+    /// The compressed frame (no context takeover) and the window it was compressed with.
+    deflated: OnceLock<(u8, Bytes)>,
 }
 
 impl Outgoing {
@@ -193,12 +195,24 @@ impl Outgoing {
         Outgoing(Arc::new(OutgoingInner {
             message: message.into(),
             frame: OnceLock::new(),
+            deflated: OnceLock::new(),
         }))
     }
 
     /// The message.
     pub(crate) fn message(&self) -> &Message {
         &self.0.message
+    }
+
+    /// The compressed frame for a `window`-bit window, made by `compress` on the first call and
+    /// shared after that; a recipient that agreed on another window gets its own.
+    pub(crate) fn deflated(&self, window: u8, compress: impl Fn(&Message) -> Bytes) -> Bytes {
+        let (made_for, frame) = self.0.deflated.get_or_init(|| (window, compress(&self.0.message)));
+        if *made_for == window {
+            frame.clone()
+        } else {
+            compress(&self.0.message)
+        }
     }
 
     /// The encoded frame, made by `encode` on the first call and shared after that.

@@ -28,6 +28,7 @@ pub struct Metrics {
     mailbox_closes: AtomicU64,
     mailbox_drops: AtomicU64,
     actor_restarts: AtomicU64,
+    compressions: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
     broker: BrokerCounters,
 }
@@ -157,6 +158,9 @@ pub struct MetricsSnapshot {
     pub mailbox_drops: u64,
     /// Session actors restarted after a panic (supervised actors, within their budget).
     pub actor_restarts: u64,
+    /// Messages deflated (permessage-deflate): one per broadcast in the shared mode, whatever
+    /// the number of recipients.
+    pub compressions: u64,
     /// Closed connections by close code.
     pub closes: BTreeMap<u16, u64>,
     /// Traffic between nodes.
@@ -229,6 +233,11 @@ impl Metrics {
         self.mailbox_drops.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A message was deflated.
+    pub(crate) fn compressed(&self) {
+        self.compressions.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A session actor was restarted after a panic.
     pub(crate) fn actor_restart(&self) {
         self.actor_restarts.fetch_add(1, Ordering::Relaxed);
@@ -257,6 +266,7 @@ impl Metrics {
             mailbox_closes: get(&self.mailbox_closes),
             mailbox_drops: get(&self.mailbox_drops),
             actor_restarts: get(&self.actor_restarts),
+            compressions: get(&self.compressions),
             closes: self.closes.lock().clone(),
             broker: self.broker.snapshot(),
         }
@@ -356,6 +366,12 @@ impl Metrics {
             "counter",
             "Session actors restarted after a panic.",
             s.actor_restarts,
+        );
+        metric(
+            "compressions_total",
+            "counter",
+            "Messages deflated (permessage-deflate).",
+            s.compressions,
         );
         let b = s.broker;
         metric(

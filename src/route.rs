@@ -10,10 +10,12 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
 
-use crate::config::Config;
+use crate::config::{Compression, Config};
 use crate::connection::Pending;
 use crate::handshake::{self, HandshakeRejection, Policy};
 use crate::limits::ConnectionSlots;
+use crate::protocol::deflate::negotiate::{self, ServerPolicy};
+use crate::protocol::deflate::Agreed;
 use crate::protocol::Role;
 use crate::raw_socket::RawSocket;
 use crate::socket::WebSocket;
@@ -191,8 +193,9 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
     for (name, value) in extra {
         response.append_header((name, value));
     }
+    let deflate = negotiate_compression(req, &state.config, &mut response);
     let hub = hub_of(req, state.hub.as_ref());
-    let pending = register(req, &hub, accepted.protocol, state.config.clone(), &state.name)?;
+    let pending = register(req, &hub, accepted.protocol, state.config.clone(), &state.name, deflate)?;
     let ws = pending.socket().clone();
     if catch_unwind(AssertUnwindSafe(|| (state.handler)(req, ws.clone()))).is_err() {
         log::error!("the handler of route {} panicked; answering 500", state.name);
@@ -218,6 +221,33 @@ pub(crate) fn switching_protocols(accepted: &handshake::Accepted) -> HttpRespons
     response
 }
 
+/// Chooses permessage-deflate parameters from the client's offers, if `config` turns
+/// compression on, and puts the answer in `response`.
+pub(crate) fn negotiate_compression(
+    req: &HttpRequest,
+    config: &Config,
+    response: &mut HttpResponseBuilder,
+) -> Option<Agreed> {
+    let policy = match config.compression {
+        Compression::Off => return None,
+        Compression::Shared => ServerPolicy {
+            context_takeover: false,
+            max_window_bits: negotiate::MAX_WINDOW_BITS,
+        },
+        Compression::Dedicated { window_bits, .. } => ServerPolicy {
+            context_takeover: true,
+            max_window_bits: window_bits,
+        },
+    };
+    let offers = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .filter_map(|v| v.to_str().ok());
+    let agreed = policy.accept(offers)?;
+    response.insert_header((header::SEC_WEBSOCKET_EXTENSIONS, agreed.response_header()));
+    Some(agreed)
+}
+
 /// The hub a connection registers with: the route's own, else the app's (`app_data`, as `Hub`
 /// or `web::Data<Hub>`), else the process-wide one.
 pub(crate) fn hub_of(req: &HttpRequest, own: Option<&Hub>) -> Hub {
@@ -239,9 +269,10 @@ pub(crate) fn register(
     protocol: Option<String>,
     config: Arc<Config>,
     route: &str,
+    deflate: Option<Agreed>,
 ) -> Result<Pending, HandshakeRejection> {
     let max_rooms = config.max_rooms;
-    let pending = Pending::new(Role::Server, protocol, config, hub.metrics_handle());
+    let pending = Pending::new(Role::Server, protocol, config, hub.metrics_handle(), deflate);
     let shared = &pending.socket().shared;
     hub.connect(shared.id, route, shared.clone(), max_rooms)
         .map_err(|error| {

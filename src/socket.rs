@@ -15,6 +15,7 @@ use crate::error::{InvalidCloseCode, SendError};
 use crate::hub::{Hub, SessionId, SessionSink, Undelivered};
 use crate::message::{Message, Outgoing, Text};
 use crate::metrics::Metrics;
+use crate::protocol::deflate::Deflating;
 use crate::protocol::{self, CloseCode, CloseFrame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 
 /// A data message's opcode and payload.
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     hub: OnceLock<Hub>,
     /// Where hub messages go instead of the queue, once a session actor intercepts them.
     interceptor: OnceLock<Interceptor>,
+    /// permessage-deflate, when the handshake agreed on it.
+    pub(crate) deflate: Option<Deflating>,
 }
 
 /// Takes a hub message for a session instead of its outbound queue (a session actor's
@@ -54,7 +57,13 @@ pub(crate) struct Shared {
 pub(crate) type Interceptor = Box<dyn Fn(&Message) -> Result<(), Undelivered> + Send + Sync>;
 
 impl Shared {
-    pub(crate) fn new(role: Role, protocol: Option<String>, limit: usize, metrics: Arc<Metrics>) -> Shared {
+    pub(crate) fn new(
+        role: Role,
+        protocol: Option<String>,
+        limit: usize,
+        metrics: Arc<Metrics>,
+        deflate: Option<Deflating>,
+    ) -> Shared {
         Shared {
             id: SessionId::next(),
             role,
@@ -64,6 +73,7 @@ impl Shared {
             metrics,
             hub: OnceLock::new(),
             interceptor: OnceLock::new(),
+            deflate,
         }
     }
 
@@ -90,8 +100,20 @@ impl Shared {
     /// copied; a client masks every payload, which copies it anyway, so it encodes a large frame
     /// into a buffer of its own, outside the queue's lock.
     pub(crate) fn push_message(&self, message: &Message) -> Result<u64, PushError> {
+        self.push_message_with(message, true)
+    }
+
+    /// [`Shared::push_message`], compressing only if `may_compress` (and compression is on).
+    pub(crate) fn push_message_with(&self, message: &Message, may_compress: bool) -> Result<u64, PushError> {
         let (opcode, payload) = frame_parts(message);
         let client = self.role == Role::Client;
+        if let Some(deflate) = self.compresses(payload.len()).filter(|_| may_compress) {
+            let mask = client.then(protocol::random_mask);
+            self.metrics.compressed();
+            return deflate.frame(opcode, payload, mask, |frame| {
+                self.push_data(frame.len(), |queue| queue.push(frame))
+            });
+        }
         let len = protocol::frame_len(payload.len(), client);
         if len <= COALESCE_MAX {
             let mask = client.then(protocol::random_mask);
@@ -112,6 +134,11 @@ impl Shared {
             Message::Binary(bytes) => bytes.clone(),
         };
         self.push_data(len, |queue| queue.push_parts(head.freeze(), body))
+    }
+
+    /// The compressing side, if a `len`-byte message is to be compressed.
+    fn compresses(&self, len: usize) -> Option<&Deflating> {
+        self.deflate.as_ref().filter(|d| len >= d.threshold)
     }
 
     /// Queues a data frame of `len` bytes with `push`; on a full queue, fails the connection with
@@ -194,12 +221,37 @@ impl SessionSink for Shared {
         if let Some(interceptor) = self.interceptor.get() {
             return interceptor(message.message());
         }
-        let frame = match self.role {
+        let (opcode, payload) = frame_parts(message.message());
+        let pushed = match (self.compresses(payload.len()), self.role) {
+            // Without context takeover every recipient can take the same compressed frame:
+            // deflated once per broadcast, by whichever recipient's thread comes first.
+            (Some(deflate), Role::Server) if deflate.is_shared() => {
+                let window = deflate.params.compress_window;
+                let frame = message.deflated(window, |m| {
+                    self.metrics.compressed();
+                    let (opcode, payload) = frame_parts(m);
+                    deflate.frame(opcode, payload, None, |frame| frame)
+                });
+                self.push_data(frame.len(), |queue| queue.push(frame))
+            }
+            (Some(deflate), role) => {
+                self.metrics.compressed();
+                let mask = (role == Role::Client).then(protocol::random_mask);
+                deflate.frame(opcode, payload, mask, |frame| {
+                    self.push_data(frame.len(), |queue| queue.push(frame))
+                })
+            }
             // A server's frames are the same bytes for every recipient: encode once, share.
-            Role::Server => message.frame(|m| self.encode_message(m)),
-            Role::Client => self.encode_message(message.message()),
+            (None, Role::Server) => {
+                let frame = message.frame(|m| self.encode_message(m));
+                self.push_data(frame.len(), |queue| queue.push(frame))
+            }
+            (None, Role::Client) => {
+                let frame = self.encode_message(message.message());
+                self.push_data(frame.len(), |queue| queue.push(frame))
+            }
         };
-        match self.push_data(frame.len(), |queue| queue.push(frame)) {
+        match pushed {
             Ok(_) => Ok(()),
             Err(PushError::Closed) => Err(Undelivered::Closed),
             Err(PushError::Full) => Err(Undelivered::QueueFull),
@@ -241,8 +293,24 @@ impl WebSocket {
     /// The future fails with a [`SendError`] holding the message when the socket is closed, its
     /// outbound queue is full, or it ends before the frame is written.
     pub fn send(&self, message: impl Into<Message>) -> SendFuture {
-        let message = message.into();
-        match self.shared.push_message(&message) {
+        self.send_with(message.into(), true)
+    }
+
+    /// Like [`send`](Self::send), never compressed, whatever `Config::compression` says.
+    ///
+    /// For a message that holds a secret next to text an attacker chooses (a token beside a
+    /// user's chat line): compressed together, the compressed size tells how much of the
+    /// attacker's text matches the secret, the CRIME and BREACH attacks (docs/compression.md).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_uncompressed(&self, message: impl Into<Message>) -> SendFuture {
+        self.send_with(message.into(), false)
+    }
+
+    fn send_with(&self, message: Message, may_compress: bool) -> SendFuture {
+        match self.shared.push_message_with(&message, may_compress) {
             Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, message),
             Err(PushError::Closed) => SendFuture::failed(SendError::Closed(message)),
             Err(PushError::Full) => SendFuture::failed(SendError::QueueFull(message)),

@@ -5,6 +5,7 @@ use base64::Engine;
 use super::error::ConnectError;
 use super::url::WsUrl;
 use crate::handshake::accept_key;
+use crate::protocol::deflate::{self, negotiate::ClientOffer};
 use crate::protocol::random_mask;
 
 /// The most bytes a server's handshake response head may take: far above real ones, and a bound
@@ -45,7 +46,13 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), ConnectError> 
 }
 
 /// The upgrade request's bytes.
-pub(crate) fn request(url: &WsUrl, key: &str, protocols: &[String], headers: &[(String, String)]) -> Vec<u8> {
+pub(crate) fn request(
+    url: &WsUrl,
+    key: &str,
+    protocols: &[String],
+    headers: &[(String, String)],
+    offer: Option<&ClientOffer>,
+) -> Vec<u8> {
     let mut out = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
@@ -54,6 +61,9 @@ pub(crate) fn request(url: &WsUrl, key: &str, protocols: &[String], headers: &[(
     );
     if !protocols.is_empty() {
         out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", protocols.join(", ")));
+    }
+    if let Some(offer) = offer {
+        out.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", offer.header()));
     }
     for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
@@ -67,6 +77,8 @@ pub(crate) fn request(url: &WsUrl, key: &str, protocols: &[String], headers: &[(
 pub(crate) struct Agreed {
     /// The selected subprotocol.
     pub(crate) protocol: Option<String>,
+    /// The permessage-deflate parameters, when the server accepted our offer.
+    pub(crate) deflate: Option<deflate::Agreed>,
     /// How many bytes of the buffer the response head took; the rest are WebSocket frames.
     pub(crate) head_len: usize,
 }
@@ -77,7 +89,12 @@ pub(crate) struct Agreed {
 /// # Errors
 ///
 /// [`ConnectError::Status`] for any status but 101, and one variant per broken RFC 6455 rule.
-pub(crate) fn check_response(buf: &[u8], key: &str, protocols: &[String]) -> Result<Option<Agreed>, ConnectError> {
+pub(crate) fn check_response(
+    buf: &[u8],
+    key: &str,
+    protocols: &[String],
+    offer: Option<&ClientOffer>,
+) -> Result<Option<Agreed>, ConnectError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
@@ -112,12 +129,23 @@ pub(crate) fn check_response(buf: &[u8], key: &str, protocols: &[String]) -> Res
             return Err(ConnectError::UnofferedProtocol(chosen.clone()));
         }
     }
-    if header("sec-websocket-extensions").next().is_some() {
-        return Err(ConnectError::MalformedResponse(
-            "the server chose an extension we did not offer".into(),
-        ));
-    }
-    Ok(Some(Agreed { protocol, head_len }))
+    let extensions: Vec<&str> = header("sec-websocket-extensions").collect();
+    let deflate = match offer {
+        Some(offer) => offer
+            .check(extensions.iter().copied())
+            .map_err(|e| ConnectError::MalformedResponse(format!("Sec-WebSocket-Extensions: {e}")))?,
+        None if extensions.is_empty() => None,
+        None => {
+            return Err(ConnectError::MalformedResponse(
+                "the server chose an extension we did not offer".into(),
+            ))
+        }
+    };
+    Ok(Some(Agreed {
+        protocol,
+        deflate,
+        head_len,
+    }))
 }
 
 /// The values of every header called `name`, as text.
@@ -143,52 +171,59 @@ mod tests {
         let mut buf = response("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n").into_bytes();
         let head = buf.len();
         buf.extend_from_slice(&[0x81, 0x00]);
-        let agreed = check_response(&buf, KEY, &[]).unwrap().unwrap();
+        let agreed = check_response(&buf, KEY, &[], None).unwrap().unwrap();
         assert_eq!(
             agreed,
             Agreed {
                 protocol: None,
+                deflate: None,
                 head_len: head
             }
         );
-        assert_eq!(check_response(&buf[..head - 2], KEY, &[]).unwrap(), None);
+        assert_eq!(check_response(&buf[..head - 2], KEY, &[], None).unwrap(), None);
     }
 
     #[test]
     fn each_broken_rule_has_its_error() {
         let wrong = response("Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n");
         assert!(matches!(
-            check_response(wrong.as_bytes(), KEY, &[]),
+            check_response(wrong.as_bytes(), KEY, &[], None),
             Err(ConnectError::BadAccept)
         ));
         let not_found = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
         assert!(matches!(
-            check_response(not_found.as_bytes(), KEY, &[]),
+            check_response(not_found.as_bytes(), KEY, &[], None),
             Err(ConnectError::Status { status: 404, .. })
         ));
         let unoffered = response("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: x\r\n");
         assert!(matches!(
-            check_response(unoffered.as_bytes(), KEY, &[]),
+            check_response(unoffered.as_bytes(), KEY, &[], None),
             Err(ConnectError::UnofferedProtocol(_))
         ));
         let no_upgrade =
             "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert!(matches!(
-            check_response(no_upgrade.as_bytes(), KEY, &[]),
+            check_response(no_upgrade.as_bytes(), KEY, &[], None),
             Err(ConnectError::NotUpgraded)
         ));
         assert!(matches!(
-            check_response(b"garbage\r\n\r\n", KEY, &[]),
+            check_response(b"garbage\r\n\r\n", KEY, &[], None),
             Err(ConnectError::MalformedResponse(_))
         ));
         let huge = vec![b'a'; MAX_RESPONSE_HEAD];
-        assert!(check_response(&huge, KEY, &[]).is_err());
+        assert!(check_response(&huge, KEY, &[], None).is_err());
     }
 
     #[test]
     fn the_request_offers_protocols_and_extra_headers() {
         let url = WsUrl::parse("ws://h:1/p").unwrap();
-        let bytes = request(&url, KEY, &["a".into(), "b".into()], &[("X-Token".into(), "t".into())]);
+        let bytes = request(
+            &url,
+            KEY,
+            &["a".into(), "b".into()],
+            &[("X-Token".into(), "t".into())],
+            None,
+        );
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("GET /p HTTP/1.1\r\nHost: h:1\r\n"), "{text}");
         assert!(

@@ -36,8 +36,9 @@ use tokio_rustls::rustls::ClientConfig;
 pub use error::ConnectError;
 pub use reconnect::Reconnect;
 
-use crate::config::Config;
+use crate::config::{Compression, Config};
 use crate::connection::Pending;
+use crate::protocol::deflate::negotiate::{self, ClientOffer};
 use crate::protocol::Role;
 use crate::socket::WebSocket;
 
@@ -194,7 +195,8 @@ impl ClientBuilder {
             handshake::check_header(name, value)?;
         }
         let mut stream = transport::open(&url, self.tls.clone(), self.connect_timeout).await?;
-        let upgrade = transport::upgrade(&mut stream, &url, &self.protocols, &self.headers);
+        let offer = client_offer(self.config.compression);
+        let upgrade = transport::upgrade(&mut stream, &url, &self.protocols, &self.headers, offer.as_ref());
         let (agreed, leftover) = tokio::time::timeout(self.handshake_timeout, upgrade)
             .await
             .map_err(|_| ConnectError::HandshakeTimeout(self.handshake_timeout))??;
@@ -203,6 +205,7 @@ impl ClientBuilder {
             agreed.protocol,
             Arc::new(self.config.clone()),
             client_metrics(),
+            agreed.deflate,
         );
         let ws = pending.socket().clone();
         if let Some(on_connect) = &self.on_connect {
@@ -233,4 +236,21 @@ impl std::fmt::Debug for ClientBuilder {
             .field("reconnect", &self.reconnect)
             .finish_non_exhaustive()
     }
+}
+
+/// What a client offers for its `Config::compression`: to compress its own messages without
+/// context takeover in the shared mode, with it in the dedicated mode; the server's side is the
+/// server's choice within the window we accept.
+fn client_offer(compression: Compression) -> Option<ClientOffer> {
+    let (client_no_context_takeover, window) = match compression {
+        Compression::Off => return None,
+        Compression::Shared => (true, negotiate::MAX_WINDOW_BITS),
+        Compression::Dedicated { window_bits, .. } => (false, window_bits),
+    };
+    Some(ClientOffer {
+        server_no_context_takeover: false,
+        client_no_context_takeover,
+        server_max_window_bits: negotiate::MAX_WINDOW_BITS,
+        client_max_window_bits: window,
+    })
 }

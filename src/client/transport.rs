@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use super::error::ConnectError;
 use super::handshake::{self, Agreed};
 use super::url::WsUrl;
+use crate::protocol::deflate::negotiate::ClientOffer;
 
 /// A plain or TLS connection.
 pub(crate) enum Stream {
@@ -97,10 +98,11 @@ pub(crate) async fn upgrade(
     url: &WsUrl,
     protocols: &[String],
     headers: &[(String, String)],
+    offer: Option<&ClientOffer>,
 ) -> Result<(Agreed, Bytes), ConnectError> {
     let key = handshake::new_key();
     stream
-        .write_all(&handshake::request(url, &key, protocols, headers))
+        .write_all(&handshake::request(url, &key, protocols, headers, offer))
         .await?;
     stream.flush().await?;
     let mut buf = BytesMut::with_capacity(1024);
@@ -108,7 +110,7 @@ pub(crate) async fn upgrade(
         if stream.read_buf(&mut buf).await? == 0 {
             return Err(ConnectError::ClosedDuringHandshake);
         }
-        if let Some(agreed) = handshake::check_response(&buf, &key, protocols)? {
+        if let Some(agreed) = handshake::check_response(&buf, &key, protocols, offer)? {
             let rest = buf.split_off(agreed.head_len.min(buf.len())).freeze();
             return Ok((agreed, rest));
         }

@@ -34,6 +34,7 @@ use futures_util::Stream;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::protocol::deflate::{Agreed, Deflating, Params};
 use crate::protocol::Role;
 use crate::raw_socket::RawSocket;
 use crate::socket::{Shared, WebSocket};
@@ -55,8 +56,16 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Makes the connection's handle.
-    pub(crate) fn new(role: Role, protocol: Option<String>, config: Arc<Config>, metrics: Arc<Metrics>) -> Pending {
-        let shared = Shared::new(role, protocol, config.max_outbound_queue, metrics);
+    /// `deflate` is the permessage-deflate agreement of the handshake, if any.
+    pub(crate) fn new(
+        role: Role,
+        protocol: Option<String>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        deflate: Option<Agreed>,
+    ) -> Pending {
+        let deflate = deflate.map(|agreed| Deflating::new(Params::new(agreed, role), &config));
+        let shared = Shared::new(role, protocol, config.max_outbound_queue, metrics, deflate);
         Pending {
             ws: WebSocket::new(shared),
             config,

@@ -17,6 +17,7 @@ use bytes::Buf;
 use super::outbound::{Chunk, CloseState, Phase};
 use super::timers::{Due, Timers};
 use crate::config::Config;
+use crate::protocol::deflate::Inflating;
 use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, Input, OpCode, ProtocolError};
 use crate::socket::Shared;
 
@@ -69,7 +70,10 @@ impl ConnState {
         watch_writes: bool,
         guard: Box<dyn Send>,
     ) -> ConnState {
-        let decoder = Decoder::new(shared.role, config.max_frame_size, config.max_message_size);
+        let mut decoder = Decoder::new(shared.role, config.max_frame_size, config.max_message_size);
+        if let Some(deflate) = &shared.deflate {
+            decoder.set_inflating(Inflating::new(&deflate.params));
+        }
         shared.metrics.connection_opened();
         log::debug!("session {} open", shared.id);
         ConnState {

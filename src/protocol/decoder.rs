@@ -4,6 +4,7 @@ use crate::message::Text;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::CloseFrame;
+use super::deflate::{Inflating, RSV1_BITS};
 use super::frame::{FrameHeader, OpCode};
 use super::input::Input;
 use super::mask::apply_mask;
@@ -88,6 +89,8 @@ pub struct Decoder {
     frame: Option<PendingFrame>,
     message: Option<Reassembly>,
     utf8: Utf8Validator,
+    /// permessage-deflate, when negotiated: RSV1 then marks a compressed message.
+    inflating: Option<Inflating>,
 }
 
 impl Decoder {
@@ -103,7 +106,13 @@ impl Decoder {
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
+            inflating: None,
         }
+    }
+
+    /// Accepts compressed messages (RSV1 on their first frame), inflated by `inflating`.
+    pub(crate) fn set_inflating(&mut self, inflating: Inflating) {
+        self.inflating = Some(inflating);
     }
 
     /// Appends bytes received from the peer, copying them. [`Decoder::feed_bytes`] takes an
@@ -197,12 +206,10 @@ impl Decoder {
             };
             if frame.payload.is_some() {
                 match self.take_direct_payload()? {
-                    Some((header, payload)) => {
-                        match finish_frame(&mut self.message, &mut self.utf8, header, payload)? {
-                            Some(event) => return Ok(Some(event)),
-                            None => continue,
-                        }
-                    }
+                    Some((header, payload)) => match self.finish(header, payload)? {
+                        Some(event) => return Ok(Some(event)),
+                        None => continue,
+                    },
                     None => return Ok(None),
                 }
             }
@@ -217,10 +224,16 @@ impl Decoder {
             }
             let payload = self.buf.split_to(len).freeze();
             self.frame = None;
-            if let Some(event) = finish_frame(&mut self.message, &mut self.utf8, header, payload)? {
+            if let Some(event) = self.finish(header, payload)? {
                 return Ok(Some(event));
             }
         }
+    }
+
+    /// A whole frame's event, or `None` while its message is incomplete.
+    fn finish(&mut self, header: FrameHeader, payload: Bytes) -> Result<Option<Event>, ProtocolError> {
+        let (message, utf8, inflating) = (&mut self.message, &mut self.utf8, self.inflating.as_mut());
+        finish_frame(message, utf8, inflating, self.max_message, header, payload)
     }
 
     /// Parses and checks the next header; `false` when it has not fully arrived.
@@ -295,7 +308,7 @@ impl Decoder {
         }
         // A text message in one frame is checked once, by `Text::try_from`; any other text
         // payload goes through the streaming check in `take_direct_payload`.
-        let whole_text = header.opcode == OpCode::Text && header.fin;
+        let whole_text = (header.opcode == OpCode::Text && header.fin) || header.rsv != 0;
         self.frame = Some(PendingFrame {
             header,
             len,
@@ -307,14 +320,16 @@ impl Decoder {
 
     /// Checks what arrived of a payload filled by [`Decoder::feed`]; answers it once whole.
     fn take_direct_payload(&mut self) -> Result<Option<(FrameHeader, Bytes)>, ProtocolError> {
-        let text_message = self.message.as_ref().is_some_and(|m| m.text);
+        // A compressed message's UTF-8 is checked once inflated, not frame by frame.
+        let text_message = self.message.as_ref().is_some_and(|m| m.text && !m.compressed);
         let Some(frame) = self.frame.as_mut() else {
             return Ok(None);
         };
         let Some(payload) = frame.payload.as_ref() else {
             return Ok(None);
         };
-        let text = frame.header.opcode == OpCode::Text || (frame.header.opcode == OpCode::Continuation && text_message);
+        let text = (frame.header.opcode == OpCode::Text && frame.header.rsv == 0)
+            || (frame.header.opcode == OpCode::Continuation && text_message);
         if text {
             let fresh = payload.get(frame.done..).unwrap_or_default();
             self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -330,7 +345,11 @@ impl Decoder {
     }
 
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        if header.rsv != 0 {
+        // RSV1 marks a compressed message, on its first frame only (RFC 7692 §6).
+        let compressed_start = header.rsv == RSV1_BITS
+            && self.inflating.is_some()
+            && matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv != 0 && !compressed_start {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
         match (self.role, header.mask.is_some()) {
@@ -379,8 +398,8 @@ impl Decoder {
             apply_mask(piece, key, start);
         }
         let text = match header.opcode {
-            OpCode::Text => !(header.fin && whole && start == 0),
-            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.text),
+            OpCode::Text => header.rsv == 0 && !(header.fin && whole && start == 0),
+            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.text && !m.compressed),
             _ => false,
         };
         if text {

@@ -52,6 +52,9 @@ pub enum ProtocolError {
     /// Reserved bits were set without an extension that defines them (1002).
     #[error("reserved bits {0:#05b} set without a negotiated extension")]
     ReservedBits(u8),
+    /// A compressed message that does not inflate (1007).
+    #[error("a compressed message is not valid deflate data")]
+    BadCompression,
     /// An opcode RFC 6455 reserves (1002).
     #[error("reserved opcode {0:#x}")]
     ReservedOpCode(u8),
@@ -112,7 +115,7 @@ impl ProtocolError {
     /// The close code to fail the connection with.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompression => CloseCode::INVALID_DATA,
             ProtocolError::FrameTooBig { .. } | ProtocolError::MessageTooBig { .. } => CloseCode::TOO_BIG,
             _ => CloseCode::PROTOCOL,
         }

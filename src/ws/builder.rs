@@ -171,8 +171,9 @@ where
     let config = Arc::new(config);
     let hub = route::hub_of(req, None);
     let name = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
-    let response = route::switching_protocols(&accepted);
-    let mut pending = route::register(req, &hub, accepted.protocol, config.clone(), &name)?;
+    let mut response = route::switching_protocols(&accepted);
+    let deflate = route::negotiate_compression(req, &config, &mut response);
+    let mut pending = route::register(req, &hub, accepted.protocol, config.clone(), &name, deflate)?;
 
     let ws = pending.socket().clone();
     let mailbox = Mailbox::default();

@@ -85,8 +85,14 @@ try {
 
   await bob.close();
   await waitForMembers(alice, ["alice"]);
+  // The chat turns permessage-deflate on: Chromium's own offer was taken and messages were
+  // compressed (the server counts each message it deflated).
+  const metrics = await (await fetch(new URL("metrics", base))).text();
+  const compressed = Number(/^switchboard_compressions_total (\d+)$/m.exec(metrics)?.[1] ?? 0);
+  if (!(compressed > 0)) throw new Error(`no message was compressed (compressions_total ${compressed})`);
   const where = otherBase === base ? "one process" : "two processes";
-  console.log(`browser test (${where}): OK (members seen by alice at the end: ${await members(alice)})`);
+  console.log(`browser test (${where}): OK (members seen by alice at the end: ${await members(alice)}; ` +
+    `${compressed} messages compressed by the first server)`);
 } catch (error) {
   failed = true;
   console.error(`browser test: FAILED: ${error.message}`);

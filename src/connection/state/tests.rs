@@ -16,6 +16,7 @@ fn server(config: Config, t0: Instant) -> ConnState {
         None,
         config.max_outbound_queue,
         Arc::new(Metrics::default()),
+        None,
     ));
     ConnState::new(shared, Arc::new(config), t0, false, Box::new(()))
 }

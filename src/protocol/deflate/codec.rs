@@ -1,10 +1,12 @@
-//! Compressing and inflating message payloads (RFC 7692 §7.2), with flate2 on zlib-rs.
+//! Compressing and inflating message payloads (RFC 7692 §7.2): zlib-rs's own API compresses (it
+//! takes a memory level, which flate2 does not expose), flate2 on zlib-rs inflates.
 //!
 //! A message is compressed with a sync flush and sent without the flush's last four bytes
 //! (`00 00 ff ff`); the receiver puts them back before inflating. Without context takeover each
 //! message starts from an empty window (the stream is reset after it).
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
+use zlib_rs::{Deflate, DeflateConfig, DeflateFlush};
 
 /// The end of a sync flush, removed from each compressed message and put back to inflate it.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -34,17 +36,31 @@ pub(crate) enum InflateError {
 }
 
 /// Compresses the messages of one direction.
-#[derive(Debug)]
 pub(crate) struct Deflater {
-    stream: Compress,
+    stream: Deflate,
     no_context_takeover: bool,
 }
 
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflater")
+            .field("no_context_takeover", &self.no_context_takeover)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Deflater {
-    /// A compressor for a negotiated window of `window_bits` (8 to 15).
-    pub(crate) fn new(window_bits: u8, no_context_takeover: bool) -> Deflater {
+    /// A compressor for a negotiated window of `window_bits` (8 to 15) with zlib's memory level
+    /// `mem_level` (1 to 9; 8 is zlib's default).
+    pub(crate) fn new(window_bits: u8, mem_level: u8, no_context_takeover: bool) -> Deflater {
+        let config = DeflateConfig {
+            // Negative: a raw deflate stream, no zlib header.
+            window_bits: -i32::from(zlib_window(window_bits)),
+            mem_level: i32::from(mem_level.clamp(1, 9)),
+            ..DeflateConfig::default()
+        };
         Deflater {
-            stream: Compress::new_with_window_bits(Compression::default(), false, zlib_window(window_bits)),
+            stream: Deflate::new_with_config(config),
             no_context_takeover,
         }
     }
@@ -56,12 +72,20 @@ impl Deflater {
         loop {
             let consumed = usize::try_from(self.stream.total_in() - before).unwrap_or(usize::MAX);
             let rest = payload.get(consumed..).unwrap_or_default();
-            out.reserve((rest.len() / 2).max(64));
-            // Compressing into a vector with room cannot fail; a failure would be a zlib bug.
-            let _ = self.stream.compress_vec(rest, out, FlushCompress::Sync);
+            let room = (rest.len() / 2).max(64);
+            let (written_before, out_before) = (out.len(), self.stream.total_out());
+            out.resize(written_before + room, 0);
+            // Compressing into a buffer with room cannot fail; a failure would be a zlib bug.
+            let _ = self.stream.compress(
+                rest,
+                out.get_mut(written_before..).unwrap_or_default(),
+                DeflateFlush::SyncFlush,
+            );
+            let produced = usize::try_from(self.stream.total_out() - out_before).unwrap_or(room);
+            out.truncate(written_before + produced);
             let all_in = self.stream.total_in() - before == payload.len() as u64;
             // The flush is complete once a call leaves room in the output.
-            if all_in && out.len() < out.capacity() {
+            if all_in && produced < room {
                 break;
             }
         }

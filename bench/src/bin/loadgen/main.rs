@@ -79,6 +79,10 @@ enum Scenario {
         count: usize,
         #[arg(long)]
         pid: Option<u32>,
+        /// Offer permessage-deflate, as a browser does (the connections stay idle, so the load
+        /// generator never has to inflate): the server's memory with compression negotiated.
+        #[arg(long)]
+        offer_deflate: bool,
     },
 }
 
@@ -113,7 +117,12 @@ fn main() {
                 let publish_url = publish_url.as_deref().unwrap_or(&url);
                 broadcast::broadcast(&url, publish_url, subscribers, rate, window, seconds).await
             }
-            Scenario::Connections { url, count, pid } => connections::connections(&url, count, pid).await,
+            Scenario::Connections {
+                url,
+                count,
+                pid,
+                offer_deflate,
+            } => connections::connections(&url, count, pid, offer_deflate).await,
         }
     });
     match result {

@@ -39,7 +39,7 @@ fn messages_round_trip_with_and_without_context_takeover() {
     ];
     for bits in [8, 9, 12, 15] {
         for no_takeover in [false, true] {
-            let (mut deflater, mut inflater) = (Deflater::new(bits, no_takeover), Inflater::new(bits, no_takeover));
+            let (mut deflater, mut inflater) = (Deflater::new(bits, 8, no_takeover), Inflater::new(bits, no_takeover));
             let mut sizes = Vec::new();
             for message in &messages {
                 let mut compressed = Vec::new();
@@ -59,7 +59,7 @@ fn messages_round_trip_with_and_without_context_takeover() {
 fn a_compression_bomb_stops_at_the_limit() {
     let zeros = vec![0u8; 16 << 20];
     let mut bomb = Vec::new();
-    Deflater::new(15, true).compress(&zeros, &mut bomb);
+    Deflater::new(15, 8, true).compress(&zeros, &mut bomb);
     assert!(bomb.len() < 64 << 10, "{}", bomb.len());
     let mut out = Vec::new();
     let limit = 1 << 20;
@@ -80,6 +80,6 @@ fn garbage_is_corrupt_and_the_inflater_recovers_for_the_next_message() {
         Err(InflateError::Corrupt)
     );
     let mut compressed = Vec::new();
-    Deflater::new(15, false).compress(b"fine", &mut compressed);
+    Deflater::new(15, 5, false).compress(b"fine", &mut compressed);
     assert_eq!(inflate_whole(&mut inflater, &[&compressed], 1024).unwrap(), b"fine");
 }
