@@ -5,6 +5,7 @@
 # them; this takes about an hour, two suites at a time.
 #
 #   tests/autobahn/compression.sh [MODES...]     (default: shared dedicated)
+#   CASES='["12.1.1"]' tests/autobahn/compression.sh shared     (a quick check of the script)
 #
 # Reports in target/autobahn/{server,client}-MODE-full; a summary line per suite at the end.
 set -euo pipefail
@@ -13,7 +14,7 @@ shared="${SWITCHBOARD_SHARED:-$(cd .. && pwd)/shared}"
 [ -d "$shared" ] || shared=/work/shared
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(shared dedicated)
-cases='["12.*","13.*"]'
+cases=${CASES:-'["12.*","13.*"]'}
 cargo build --release --example echo --example autobahn_client
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pids=()
