@@ -110,9 +110,7 @@ impl Shared {
         if let Some(deflate) = self.compresses(payload.len()).filter(|_| may_compress) {
             let mask = client.then(protocol::random_mask);
             self.metrics.compressed();
-            return deflate.frame(opcode, payload, mask, |frame| {
-                self.push_data(frame.len(), |queue| queue.push(frame))
-            });
+            return deflate.frame(opcode, payload, mask, |frame| self.push_frame(frame));
         }
         let len = protocol::frame_len(payload.len(), client);
         if len <= COALESCE_MAX {
@@ -139,6 +137,11 @@ impl Shared {
     /// The compressing side, if a `len`-byte message is to be compressed.
     fn compresses(&self, len: usize) -> Option<&Deflating> {
         self.deflate.as_ref().filter(|d| len >= d.threshold)
+    }
+
+    /// Queues an encoded data frame.
+    fn push_frame(&self, frame: Bytes) -> Result<u64, PushError> {
+        self.push_data(frame.len(), |queue| queue.push(frame))
     }
 
     /// Queues a data frame of `len` bytes with `push`; on a full queue, fails the connection with
@@ -232,24 +235,16 @@ impl SessionSink for Shared {
                     let (opcode, payload) = frame_parts(m);
                     deflate.frame(opcode, payload, None, |frame| frame)
                 });
-                self.push_data(frame.len(), |queue| queue.push(frame))
+                self.push_frame(frame)
             }
             (Some(deflate), role) => {
                 self.metrics.compressed();
                 let mask = (role == Role::Client).then(protocol::random_mask);
-                deflate.frame(opcode, payload, mask, |frame| {
-                    self.push_data(frame.len(), |queue| queue.push(frame))
-                })
+                deflate.frame(opcode, payload, mask, |frame| self.push_frame(frame))
             }
             // A server's frames are the same bytes for every recipient: encode once, share.
-            (None, Role::Server) => {
-                let frame = message.frame(|m| self.encode_message(m));
-                self.push_data(frame.len(), |queue| queue.push(frame))
-            }
-            (None, Role::Client) => {
-                let frame = self.encode_message(message.message());
-                self.push_data(frame.len(), |queue| queue.push(frame))
-            }
+            (None, Role::Server) => self.push_frame(message.frame(|m| self.encode_message(m))),
+            (None, Role::Client) => self.push_frame(self.encode_message(message.message())),
         };
         match pushed {
             Ok(_) => Ok(()),

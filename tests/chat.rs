@@ -6,40 +6,13 @@
 
 mod common;
 
+use common::chat::{connect, receive, receive_kind, send};
 use common::process::start_server;
-use common::{next_message, Client};
+use common::Client;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-async fn connect(addr: &str) -> Client {
-    tokio_tungstenite::connect_async(format!("ws://{addr}/chat"))
-        .await
-        .unwrap()
-        .0
-}
-
-async fn send(client: &mut Client, value: Value) {
-    client.send(Message::text(value.to_string())).await.unwrap();
-}
-
-async fn receive(client: &mut Client) -> Value {
-    match next_message(client).await {
-        Message::Text(text) => serde_json::from_str(&text).unwrap(),
-        other => panic!("expected a JSON text message, got {other:?}"),
-    }
-}
-
-/// The next message of `kind`, skipping others (presence updates arrive between messages).
-async fn receive_kind(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let value = receive(client).await;
-        if value["type"] == kind {
-            return value;
-        }
-    }
-}
 
 fn diff(room: &str, joins: &[&str], leaves: &[&str]) -> Value {
     json!({"type": "presence_diff", "room": room, "joins": joins, "leaves": leaves})

@@ -14,14 +14,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::chat::{self, receive, receive_kind, send};
 use common::process::start_server;
 use common::redis::Redis;
-use common::{next_message, next_text, Client, Options, TestServer, PATIENCE};
-use futures_util::SinkExt;
-use serde_json::{json, Value};
+use common::{next_text, Client, Options, TestServer, PATIENCE};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
-use tokio_tungstenite::tungstenite::Message;
 
 /// One chat process of the cluster.
 struct Node {
@@ -40,31 +39,7 @@ async fn nodes(redis: &Redis, count: usize, ttl: &str) -> Vec<Node> {
 }
 
 async fn connect(node: &Node) -> Client {
-    tokio_tungstenite::connect_async(format!("ws://{}/chat", node.addr))
-        .await
-        .unwrap()
-        .0
-}
-
-async fn send(client: &mut Client, value: Value) {
-    client.send(Message::text(value.to_string())).await.unwrap();
-}
-
-async fn receive(client: &mut Client) -> Value {
-    match next_message(client).await {
-        Message::Text(text) => serde_json::from_str(&text).unwrap(),
-        other => panic!("expected a JSON text message, got {other:?}"),
-    }
-}
-
-/// The next message of `kind`, skipping presence updates and the like.
-async fn receive_kind(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let value = receive(client).await;
-        if value["type"] == kind {
-            return value;
-        }
-    }
+    chat::connect(&node.addr).await
 }
 
 /// Joins `room` as `name` and reads the presence state.

@@ -189,21 +189,33 @@ impl ServerPolicy {
 impl Agreed {
     /// The server's `Sec-WebSocket-Extensions` answer.
     pub(crate) fn response_header(&self) -> String {
-        let mut out = String::from(NAME);
-        if self.server_no_context_takeover {
-            out.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            out.push_str("; client_no_context_takeover");
-        }
-        if self.server_max_window_bits < MAX_WINDOW_BITS {
-            let _ = write!(out, "; server_max_window_bits={}", self.server_max_window_bits);
-        }
-        if self.client_max_window_bits < MAX_WINDOW_BITS {
-            let _ = write!(out, "; client_max_window_bits={}", self.client_max_window_bits);
-        }
-        out
+        let client_bits = (self.client_max_window_bits < MAX_WINDOW_BITS).then_some(self.client_max_window_bits);
+        extension_header(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            client_bits,
+        )
     }
+}
+
+/// A permessage-deflate header value: each flag that is set, `server_max_window_bits` below 15,
+/// and `client_max_window_bits` when given.
+fn extension_header(server_nct: bool, client_nct: bool, server_bits: u8, client_bits: Option<u8>) -> String {
+    let mut out = String::from(NAME);
+    if server_nct {
+        out.push_str("; server_no_context_takeover");
+    }
+    if client_nct {
+        out.push_str("; client_no_context_takeover");
+    }
+    if server_bits < MAX_WINDOW_BITS {
+        let _ = write!(out, "; server_max_window_bits={server_bits}");
+    }
+    if let Some(bits) = client_bits {
+        let _ = write!(out, "; client_max_window_bits={bits}");
+    }
+    out
 }
 
 /// What a client offers: its wishes for the server's side, and what it allows for its own.
@@ -220,21 +232,15 @@ pub(crate) struct ClientOffer {
 }
 
 impl ClientOffer {
-    /// The request's `Sec-WebSocket-Extensions` value.
+    /// The request's `Sec-WebSocket-Extensions` value. `client_max_window_bits` is always sent,
+    /// so that the server may cap our window (RFC 7692 §7.1.2.2).
     pub(crate) fn header(&self) -> String {
-        let mut out = String::from(NAME);
-        if self.server_no_context_takeover {
-            out.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            out.push_str("; client_no_context_takeover");
-        }
-        if self.server_max_window_bits < MAX_WINDOW_BITS {
-            let _ = write!(out, "; server_max_window_bits={}", self.server_max_window_bits);
-        }
-        // Always sent, so the server may cap our window (RFC 7692 §7.1.2.2).
-        let _ = write!(out, "; client_max_window_bits={}", self.client_max_window_bits);
-        out
+        extension_header(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            Some(self.client_max_window_bits),
+        )
     }
 
     /// Checks the server's answer (its `Sec-WebSocket-Extensions` values) against this offer:
