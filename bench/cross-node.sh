@@ -12,25 +12,18 @@
 # (Debian's package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 rounds=${1:-3}
 seconds=${2:-5}
 out=target/bench
 mkdir -p "$out"
 results="$out/cross-node.jsonl"
 : > "$results"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_fd_limit
 
 cargo build --release --features redis --example bench_server -p switchboard
 cargo build --release -p switchboard-bench
 bin=target/release
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1000); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.005
-  done
-  echo "nothing listens on $1"; return 1
-}
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=(); }

@@ -8,6 +8,7 @@
 # Needs redis-server (Debian's package). Results in target/bench/node-death.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 rounds=${1:-3}
 ttl=${2:-15}
 out=target/bench
@@ -16,14 +17,6 @@ results="$out/node-death.jsonl"
 : > "$results"
 cargo build --release --features redis --example chat -p switchboard
 cargo build --release -p switchboard-bench --bin node_death
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1000); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.01
-  done
-  echo "nothing listens on $1"; return 1
-}
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 

@@ -12,20 +12,21 @@
 #   BASELINE_BIN=/tmp/base/target/release/examples/bench_server SERVERS="switchboard baseline" bench/run.sh 5 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 rounds=${1:-3}
 seconds=${2:-5}
 out=target/bench
 mkdir -p "$out"
 results="$out/results.jsonl"
-servers=${SERVERS:-raw-tcp switchboard switchboard-actor tungstenite actix-ws actix-actors}
+servers=${SERVERS:-raw-tcp switchboard switchboard-actor tungstenite actix-ws actix-actors node-ws}
 cases=${CASES:-.}
 : > "$results"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_fd_limit
 
 cargo build --release --example bench_server -p switchboard
 cargo build --release -p switchboard-bench
+if [[ " $servers " == *" node-ws "* ]]; then bench/node/install.sh; fi
 bin=target/release
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 server_pid=
 stop_server() {
@@ -47,14 +48,11 @@ start_server() {
     actix-ws) command=("$bin/actix_ws_server" --workers 1) ;;
     actix-actors) command=("$bin/actix_actors_server" --workers 1) ;;
     raw-tcp) command=("$bin/raw_echo") ;;
+    node-ws) command=(node bench/node/ws_server.js) ;;
   esac
   taskset -c 0 "${command[@]}" --addr "127.0.0.1:$port" > "$out/$name.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    python3 -c 'import time; time.sleep(0.1)'
-  done
-  echo "$name did not start"; return 1
+  wait_port "$port" || { echo "$name did not start"; return 1; }
 }
 
 # Runs the load generator; tags its JSON line with the server, round and a case name.

@@ -33,7 +33,7 @@ def main():
         if isinstance(value, (int, float)):
             values[(row["case"], row["server"])].append(value)
         lost[(row.get("case"), row.get("server"))] += row.get("lost", 0) or 0
-    known = ["switchboard", "switchboard-actor", "baseline", "tungstenite", "actix-ws", "actix-actors", "raw-tcp"]
+    known = ["switchboard", "switchboard-actor", "baseline", "tungstenite", "actix-ws", "actix-actors", "node-ws", "raw-tcp"]
     present = {server for (_, server) in values}
     servers = [s for s in known if s in present] + sorted(present - set(known))
     actors = "switchboard-actor" in present

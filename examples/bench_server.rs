@@ -1,7 +1,9 @@
 //! The benchmark server: `/echo` echoes text and binary; `/broadcast` sends every text message it
 //! receives to every connection open on `/broadcast`, the sender included. `/actor-echo` and
-//! `/actor-broadcast` do the same with session actors (`switchboard::ws`) instead of callbacks. No compression,
-//! messages up to 64 MiB, keepalive off (the load generator measures, it does not idle).
+//! `/actor-broadcast` do the same with session actors (`switchboard::ws`) instead of callbacks.
+//! Messages up to 64 MiB, keepalive off (the load generator measures, it does not idle), no
+//! compression unless `--compression shared|dedicated[:W:M]`; `/metrics` serves the hub's counters
+//! (`bench/deflate.sh` reads the deflate calls from it).
 //!
 //! ```text
 //! cargo run --release --example bench_server -- --addr 127.0.0.1:9002 --workers 1
@@ -19,7 +21,7 @@ use std::time::Duration;
 use actix::{Actor, StreamHandler};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
-use switchboard::{ws, Config, Hub, Server, WebSocket};
+use switchboard::{ws, Compression, Config, Hub, Server, WebSocket};
 
 /// Big enough for the 64 KiB and the multi-megabyte benchmark messages.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -40,6 +42,9 @@ struct Args {
     /// A Redis server to share with other nodes (needs the `redis` feature).
     #[arg(long)]
     redis: Option<String>,
+    /// permessage-deflate: off, shared, dedicated or dedicated:WINDOW_BITS:MEM_LEVEL.
+    #[arg(long, default_value = "off")]
+    compression: Compression,
 }
 
 #[actix_web::main]
@@ -56,6 +61,7 @@ async fn main() -> std::io::Result<()> {
     config.max_frame_size = MAX_MESSAGE;
     config.max_outbound_queue = 4 * MAX_MESSAGE;
     config.ping_interval = None;
+    config.compression = args.compression;
     let app = move || {
         let hub = app_hub.clone();
         App::new()
@@ -73,6 +79,7 @@ async fn main() -> std::io::Result<()> {
             .app_data(app_hub.clone())
             .route("/actor-echo", web::get().to(actor_echo))
             .route("/actor-broadcast", web::get().to(actor_relay))
+            .route("/metrics", web::get().to(metrics))
     };
     let workers = args
         .workers
@@ -110,6 +117,14 @@ async fn clustered_hub(url: &str) -> std::io::Result<Hub> {
 #[cfg(not(feature = "redis"))]
 async fn clustered_hub(_: &str) -> std::io::Result<Hub> {
     Err(std::io::Error::other("built without the `redis` feature"))
+}
+
+/// The hub's counters as Prometheus text.
+async fn metrics(req: HttpRequest) -> HttpResponse {
+    match req.app_data::<Hub>() {
+        Some(hub) => HttpResponse::Ok().body(hub.metrics().prometheus()),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
 fn echo(_: &actix_web::HttpRequest, ws: WebSocket) {

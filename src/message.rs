@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use crate::protocol::deflate;
+
 /// UTF-8 text, cheap to clone (the bytes are shared, not copied).
 ///
 /// Dereferences to `&str`.
@@ -185,8 +187,10 @@ pub(crate) struct Outgoing(Arc<OutgoingInner>);
 struct OutgoingInner {
     message: Message,
     frame: OnceLock<Bytes>,
-    /// The compressed frame (no context takeover) and the window it was compressed with.
-    deflated: OnceLock<(u8, Bytes)>,
+    /// The compressed frame (no context takeover), one per window size (8 to 15 bits), so a
+    /// broadcast costs at most one deflate call per window its recipients agreed on, whatever
+    /// mix of windows the peers ask for.
+    deflated: [OnceLock<Bytes>; deflate::WINDOW_SIZES],
 }
 
 impl Outgoing {
@@ -195,7 +199,7 @@ impl Outgoing {
         Outgoing(Arc::new(OutgoingInner {
             message: message.into(),
             frame: OnceLock::new(),
-            deflated: OnceLock::new(),
+            deflated: Default::default(),
         }))
     }
 
@@ -204,14 +208,12 @@ impl Outgoing {
         &self.0.message
     }
 
-    /// The compressed frame for a `window`-bit window, made by `compress` on the first call and
-    /// shared after that; a recipient that agreed on another window gets its own.
-    pub(crate) fn deflated(&self, window: u8, compress: impl Fn(&Message) -> Bytes) -> Bytes {
-        let (made_for, frame) = self.0.deflated.get_or_init(|| (window, compress(&self.0.message)));
-        if *made_for == window {
-            frame.clone()
-        } else {
-            compress(&self.0.message)
+    /// The compressed frame for a `window`-bit window (8 to 15), made by `compress` on the first
+    /// call for that window and shared after that.
+    pub(crate) fn deflated(&self, window: u8, compress: impl FnOnce(&Message) -> Bytes) -> Bytes {
+        match self.0.deflated.get(deflate::slot(window)) {
+            Some(frame) => frame.get_or_init(|| compress(&self.0.message)).clone(),
+            None => compress(&self.0.message),
         }
     }
 

@@ -227,11 +227,178 @@ async fn a_broadcast_is_deflated_once_for_all_shared_mode_recipients() {
     );
 }
 
+/// Inflates messages with context takeover, as a peer that keeps its window does.
+fn inflate_keeping_window(inflater: &mut flate2::Decompress, body: &[u8]) -> Vec<u8> {
+    let mut input = body.to_vec();
+    input.extend_from_slice(&TAIL);
+    let mut out = Vec::with_capacity(1 << 16);
+    inflater
+        .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+/// The next frame that is not a ping.
+async fn read_skipping_pings(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    loop {
+        let frame = read_frame(stream).await;
+        if frame.0 != 0x89 {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dedicated_compressor_unused_for_a_keepalive_interval_is_released() {
+    let server = TestServer::start(|cfg, _| {
+        let mut config = Config::default();
+        config.compression = Compression::Dedicated {
+            window_bits: 15,
+            mem_level: 8,
+        };
+        config.ping_interval = Some(Duration::from_millis(100));
+        cfg.service(switchboard::websocket("/echo", common::echo).config(config));
+    });
+    let (mut stream, head) = connect_offering(&server, "permessage-deflate").await;
+    assert!(!head.contains("server_no_context_takeover"), "{head}");
+    let mut inflater = flate2::Decompress::new(false);
+    // Numbers from an LCG: text that compresses little on its own, to nearly nothing when it
+    // repeats within the window.
+    let mut seed = 7u32;
+    let message: String = (0..300)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            format!("{} ", seed >> 16)
+        })
+        .collect();
+    let mut sizes = Vec::new();
+    for pause in [false, false, true] {
+        if pause {
+            // Two keepalive pings: the first sees the compressor used, the second releases it.
+            for _ in 0..2 {
+                assert_eq!(read_frame(&mut stream).await.0, 0x89);
+            }
+        }
+        stream.write_all(&client_frame(0x81, message.as_bytes())).await.unwrap();
+        let (first, body) = read_skipping_pings(&mut stream).await;
+        assert_eq!(first, 0xC1);
+        assert_eq!(inflate_keeping_window(&mut inflater, &body), message.as_bytes());
+        sizes.push(body.len());
+    }
+    // The second refers to the first (a few bytes); after the pause a new compressor starts from
+    // an empty window, and the peer, keeping its window, still inflates it.
+    assert!(sizes[1] * 4 < sizes[0], "{sizes:?}");
+    assert!(sizes[2] > sizes[1] * 4, "{sizes:?}");
+}
+
+#[tokio::test]
+async fn peers_asking_for_other_windows_cost_one_deflate_call_per_window() {
+    let server = TestServer::start(|cfg, _| {
+        let mut config = Config::default();
+        config.compression = Compression::Shared;
+        cfg.service(switchboard::websocket("/room", |_, _| {}).config(config));
+    });
+    // Three windows among six members: 15 (none asked), 10 and 9.
+    let offers = ["", "; server_max_window_bits=10", "; server_max_window_bits=9"];
+    let mut members = Vec::new();
+    for offer in offers.iter().chain(offers.iter()) {
+        members.push(connect_room_offering(&server, offer).await);
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.hub.sessions("/room").await.unwrap().len() < members.len() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let message = json(1024);
+    for _ in 0..2 {
+        assert_eq!(server.hub.broadcast("/room", message.clone()).await, Ok(6));
+    }
+    for stream in &mut members {
+        for _ in 0..2 {
+            let (first, body) = read_frame(stream).await;
+            assert_eq!((first, inflate(&body)), (0xC1, message.clone().into_bytes()));
+        }
+    }
+    assert_eq!(
+        server.hub.metrics().snapshot().compressions,
+        6,
+        "two broadcasts, three windows"
+    );
+}
+
+/// An actor that answers each text twice: compressed as usual, then with the per-message
+/// opt-out of its socket.
+struct SecretKeeper;
+
+impl actix::Actor for SecretKeeper {
+    type Context = switchboard::ws::WebsocketContext<Self>;
+}
+
+impl actix::StreamHandler<Result<switchboard::ws::Message, switchboard::ws::ProtocolError>> for SecretKeeper {
+    fn handle(
+        &mut self,
+        msg: Result<switchboard::ws::Message, switchboard::ws::ProtocolError>,
+        ctx: &mut Self::Context,
+    ) {
+        if let Ok(switchboard::ws::Message::Text(text)) = msg {
+            ctx.text(text.clone());
+            drop(ctx.socket().send_uncompressed(text.to_string()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn send_uncompressed_opts_one_message_out_for_callbacks_and_actors() {
+    let server = TestServer::start(|cfg, _| {
+        let mut config = Config::default();
+        config.compression = Compression::Shared;
+        cfg.service(
+            switchboard::websocket("/echo", |_, ws| {
+                ws.on_text(|ws, text| {
+                    drop(ws.send(text.clone()));
+                    drop(ws.send_uncompressed(text));
+                });
+            })
+            .config(config.clone()),
+        )
+        .app_data(config)
+        .route(
+            "/actor",
+            actix_web::web::get().to(
+                |req: actix_web::HttpRequest, stream: actix_web::web::Payload| async move {
+                    switchboard::ws::start(SecretKeeper, &req, stream)
+                },
+            ),
+        );
+    });
+    let message = json(500);
+    for path in ["/echo", "/actor"] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let extra = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+        stream.write_all(upgrade_request(path, extra).as_bytes()).await.unwrap();
+        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        assert!(head.contains("permessage-deflate"), "{path}: {head}");
+        stream.write_all(&client_frame(0x81, message.as_bytes())).await.unwrap();
+        let (first, body) = read_frame(&mut stream).await;
+        assert_eq!((first, inflate(&body)), (0xC1, message.clone().into_bytes()), "{path}");
+        assert_eq!(
+            read_frame(&mut stream).await,
+            (0x81, message.clone().into_bytes()),
+            "{path}"
+        );
+    }
+}
+
 async fn connect_room(server: &TestServer) -> TcpStream {
+    connect_room_offering(server, "; client_max_window_bits").await
+}
+
+/// Joins `/room` offering permessage-deflate with `params` after it.
+async fn connect_room_offering(server: &TestServer, params: &str) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let extra = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let extra = format!("Sec-WebSocket-Extensions: permessage-deflate{params}\r\n");
     stream
-        .write_all(upgrade_request("/room", extra).as_bytes())
+        .write_all(upgrade_request("/room", &extra).as_bytes())
         .await
         .unwrap();
     let head = read_head(&mut stream).await;

@@ -48,6 +48,14 @@ fn loadgen(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).expect("one JSON line")
 }
 
+/// Something was published, and each of `subscribers` got all of it.
+fn assert_every_subscriber_got_everything(result: &serde_json::Value, subscribers: u64) {
+    let published = result["published"].as_u64().unwrap_or(0);
+    assert!(published > 0, "{result}");
+    assert_eq!(result["lost"], 0, "{result}");
+    assert_eq!(result["deliveries"].as_u64(), Some(published * subscribers), "{result}");
+}
+
 #[test]
 fn echoes_are_checked_and_counted_for_small_and_large_messages() {
     let peer = Peer::start();
@@ -88,8 +96,61 @@ fn every_broadcast_is_delivered_to_every_subscriber() {
         "--seconds",
         "1",
     ]);
-    let published = result["published"].as_u64().unwrap_or(0);
-    assert!(published > 0, "{result}");
-    assert_eq!(result["lost"], 0, "{result}");
-    assert_eq!(result["deliveries"].as_u64(), Some(published * 20), "{result}");
+    assert_every_subscriber_got_everything(&result, 20);
+}
+
+/// Node's ws (bench/node, installed by its script) on a free port, killed on drop.
+fn start_node_ws(extra: &[&str]) -> (Peer, String) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/node");
+    let install = Command::new(format!("{root}/install.sh"))
+        .status()
+        .expect("run bench/node/install.sh");
+    assert!(
+        install.success(),
+        "bench/node/install.sh failed (it needs Node.js and npm)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new("node")
+        .arg(format!("{root}/ws_server.js"))
+        .args(["--addr", &addr])
+        .args(extra)
+        .spawn()
+        .expect("start node");
+    let peer = Peer {
+        child,
+        addr: addr.clone(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "node ws did not listen on {addr}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (peer, addr)
+}
+
+#[test]
+fn compressed_broadcasts_from_a_third_party_server_are_inflated_and_counted() {
+    let (_peer, addr) = start_node_ws(&["--deflate"]);
+    let url = format!("ws://{addr}/broadcast");
+    let result = loadgen(&[
+        "broadcast",
+        &url,
+        "--subscribers",
+        "20",
+        "--rate",
+        "50",
+        "--json-size",
+        "1024",
+        "--deflate",
+        "--seconds",
+        "1",
+    ]);
+    assert_every_subscriber_got_everything(&result, 20);
+    // Compressed on the wire: chat text shrinks to well under half.
+    let wire = result["wire_bytes_per_message"].as_f64().unwrap_or(0.0);
+    assert!(wire > 0.0 && wire < 512.0, "{result}");
 }

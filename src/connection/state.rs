@@ -303,6 +303,9 @@ impl ConnState {
                     // Refused when the queue is full (the peer does not read): the pong clock
                     // runs all the same, no answer can come.
                     let _ = shared.outbound.push(shared.encode(OpCode::Ping, &n.to_be_bytes()));
+                    if let Some(deflate) = &shared.deflate {
+                        deflate.release_if_unused();
+                    }
                 }
                 Due::Idle => {
                     log::info!(

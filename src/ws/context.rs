@@ -144,7 +144,10 @@ impl<A: Actor<Context = WebsocketContext<A>>> WebsocketContext<A> {
     }
 
     /// The connection's handle, the same as the callback style's: send from other tasks, await
-    /// a send's completion, wait for the close.
+    /// a send's completion, wait for the close, or send one message uncompressed whatever
+    /// [`Config::compression`](crate::Config::compression) says
+    /// (`ctx.socket().send_uncompressed(text)`, for a secret next to text an attacker chooses;
+    /// docs/compression.md).
     pub fn socket(&self) -> &WebSocket {
         &self.ws
     }

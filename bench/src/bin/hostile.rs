@@ -7,6 +7,8 @@
 //! cargo run --release --example chat -- --addr 127.0.0.1:8080 &
 //! cargo run --release -p switchboard-bench --bin hostile -- presence ws://127.0.0.1:8080/chat --members 300 --pairs 300
 //! cargo run --release -p switchboard-bench --bin hostile -- room-flood ws://127.0.0.1:8080/chat --joins 20000 --pid $!
+//! cargo run --release --example echo -- --addr 127.0.0.1:9001 --compression shared --max-message-size 1048576 &
+//! cargo run --release -p switchboard-bench --bin hostile -- deflate-bomb ws://127.0.0.1:9001/echo --pid $!
 //! ```
 //!
 //! Every loop is bounded in count, and every wait in time.
@@ -65,6 +67,18 @@ enum Scenario {
         #[arg(long)]
         pid: u32,
     },
+    /// BOMBS connections, one after another, each send one compressed message that inflates to
+    /// INFLATED_MIB MiB of zeros (about 16 KiB on the wire); another connection echoes meanwhile.
+    /// Reports the close codes and the server's peak memory (VmHWM) against its memory before.
+    DeflateBomb {
+        url: String,
+        #[arg(long, default_value_t = 16)]
+        inflated_mib: usize,
+        #[arg(long, default_value_t = 20)]
+        bombs: usize,
+        #[arg(long)]
+        pid: u32,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -73,6 +87,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Scenario::PingFlood { url, pings, pid } => ping_flood(&url, pings, pid).await?,
         Scenario::Presence { url, members, pairs } => presence(&url, members, pairs).await?,
         Scenario::RoomFlood { url, joins, pid } => room_flood(&url, joins, pid).await?,
+        Scenario::DeflateBomb {
+            url,
+            inflated_mib,
+            bombs,
+            pid,
+        } => deflate_bomb(&url, inflated_mib, bombs, pid).await?,
     };
     println!("{result}");
     Ok(())
@@ -80,10 +100,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The server's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A memory figure of the server's /proc status (VmRSS, VmHWM: its peak), in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -330,4 +355,115 @@ async fn room_flood(url: &str, joins: usize, pid: u32) -> Result<Value, Box<dyn 
         "rss_growth_mib": (peak.saturating_sub(before)) as f64 / 1024.0,
         "round_trip_after_ms": round_trip.as_secs_f64() * 1e3,
     }))
+}
+
+/// Opens a raw connection offering permessage-deflate; fails unless the server agreed.
+async fn connect_offering_deflate(url: &str) -> Result<TcpStream, Box<dyn std::error::Error>> {
+    let rest = url.strip_prefix("ws://").ok_or("a ws:// URL")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = TcpStream::connect(host).await?;
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Err("closed during the handshake".into());
+        }
+        head.extend_from_slice(&byte);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
+        return Err(format!("permessage-deflate was not agreed: {head}").into());
+    }
+    Ok(stream)
+}
+
+/// `size` zeros as one permessage-deflate message body: raw deflate, sync flush, the tail cut.
+fn deflated_zeros(size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..size.div_ceil(zeros.len()) {
+        encoder.write_all(&zeros)?;
+    }
+    encoder.flush()?;
+    let mut body = encoder.get_ref().clone();
+    body.truncate(body.len().saturating_sub(4));
+    Ok(body)
+}
+
+/// The close code the server ends the connection with, reading past anything else it sends.
+async fn close_code(stream: &mut TcpStream) -> Result<u16, Box<dyn std::error::Error>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut chunk)).await??;
+        if read == 0 {
+            return Err("closed without a close frame".into());
+        }
+        buf.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        // Frames from the server are unmasked with short payloads here (a close is at most 125).
+        while buf.len() >= 2 {
+            let len = usize::from(buf[1] & 0x7f);
+            if len > 125 || buf.len() < 2 + len {
+                break;
+            }
+            if buf[0] & 0x0f == 0x8 {
+                return Ok(buf.get(2..4).map_or(1005, |c| u16::from_be_bytes([c[0], c[1]])));
+            }
+            buf.drain(..2 + len);
+        }
+    }
+}
+
+async fn deflate_bomb(
+    url: &str,
+    inflated_mib: usize,
+    bombs: usize,
+    pid: u32,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let body = deflated_zeros(inflated_mib << 20)?;
+    let bomb = frame_with_first_byte(0xC2, &body);
+    let mut echoer = connect(url).await?;
+    echoer.send(Message::text("warm up")).await?;
+    tokio::time::timeout(PATIENCE, echoer.next()).await?;
+    // Resets the server's peak (VmHWM) to its present memory where the kernel allows it
+    // (`clear_refs` 5, Linux 4.0+), so that the peak after is the bombs' own.
+    let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let (before, peak_before) = (rss_kib(pid), status_kib(pid, "VmHWM:"));
+    let mut codes = Vec::new();
+    let start = Instant::now();
+    for _ in 0..bombs {
+        let mut stream = connect_offering_deflate(url).await?;
+        stream.write_all(&bomb).await?;
+        codes.push(close_code(&mut stream).await?);
+        echoer.send(Message::text("still here?")).await?;
+        match tokio::time::timeout(PATIENCE, echoer.next()).await? {
+            Some(Ok(Message::Text(_))) => {}
+            other => return Err(format!("the echoer got {other:?}").into()),
+        }
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    Ok(json!({
+        "scenario": "deflate-bomb", "bombs": bombs, "inflated_mib": inflated_mib,
+        "wire_bytes_per_bomb": bomb.len(), "close_codes": codes, "seconds": start.elapsed().as_secs_f64(),
+        "rss_before_kib": before, "peak_reset": reset, "peak_before_kib": peak_before, "peak_after_kib": peak,
+        "rss_after_kib": rss_kib(pid),
+        "peak_growth_over_rss_before_mib": peak.saturating_sub(before) as f64 / 1024.0,
+        "echoes_answered": bombs,
+    }))
+}
+
+/// A masked client frame with the first byte given (FIN, RSV and opcode bits).
+fn frame_with_first_byte(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame(OpCode::Binary, payload).to_vec();
+    if let Some(byte) = out.first_mut() {
+        *byte = first;
+    }
+    out
 }

@@ -9,6 +9,7 @@ pub(crate) mod codec;
 pub(crate) mod negotiate;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -60,11 +61,15 @@ impl Params {
 thread_local! {
     /// The thread's compressors and inflaters for sides without context takeover, by window bits
     /// (index 0 is 8 bits): each is used for one whole message at a time, then reset.
-    static DEFLATERS: RefCell<[Option<Deflater>; 8]> = const { RefCell::new([None, None, None, None, None, None, None, None]) };
-    static INFLATERS: RefCell<[Option<Inflater>; 8]> = const { RefCell::new([None, None, None, None, None, None, None, None]) };
+    static DEFLATERS: RefCell<[Option<Deflater>; WINDOW_SIZES]> = const { RefCell::new([const { None }; WINDOW_SIZES]) };
+    static INFLATERS: RefCell<[Option<Inflater>; WINDOW_SIZES]> = const { RefCell::new([const { None }; WINDOW_SIZES]) };
 }
 
-fn slot(window: u8) -> usize {
+/// Window sizes permessage-deflate allows, 8 to 15 bits (RFC 7692 §7.1.2).
+pub(crate) const WINDOW_SIZES: usize = (negotiate::MAX_WINDOW_BITS - negotiate::MIN_WINDOW_BITS + 1) as usize;
+
+/// The index of `window` (8 to 15 bits) in a table with one entry per window size.
+pub(crate) fn slot(window: u8) -> usize {
     usize::from(window.clamp(negotiate::MIN_WINDOW_BITS, negotiate::MAX_WINDOW_BITS) - negotiate::MIN_WINDOW_BITS)
 }
 
@@ -123,8 +128,11 @@ pub(crate) struct Deflating {
     pub(crate) threshold: usize,
     /// With context takeover, the connection's own compressor, made at the first compressed
     /// message (zlib-rs's takes about 150 KiB whatever the memory level, so an idle connection
-    /// holds none); without, the thread's is borrowed.
+    /// holds none) and given back when unused for a keepalive interval; without, the thread's
+    /// is borrowed.
     own: Option<Mutex<Option<Deflater>>>,
+    /// A message was compressed since the last [`Deflating::release_if_unused`].
+    used: AtomicBool,
     mem_level: u8,
 }
 
@@ -138,7 +146,24 @@ impl Deflating {
             params,
             threshold: config.compression_threshold,
             own: (!params.compress_no_takeover).then(|| Mutex::new(None)),
+            used: AtomicBool::new(false),
             mem_level,
+        }
+    }
+
+    /// Drops the connection's own compressor if no message was compressed since the last call
+    /// (the connection calls it at each keepalive ping). The next message is compressed by a new
+    /// one, starting from an empty window: the peer keeps its window under context takeover but
+    /// nothing obliges us to refer to it, so this costs compression ratio on the first message
+    /// after a pause, and saves the ~150 KiB a compressor holds for every connection that only
+    /// idles.
+    pub(crate) fn release_if_unused(&self) {
+        if let Some(own) = &self.own {
+            if !self.used.swap(false, Ordering::Relaxed) {
+                if let Some(mut deflater) = own.try_lock() {
+                    *deflater = None;
+                }
+            }
         }
     }
 
@@ -162,6 +187,7 @@ impl Deflating {
         match &self.own {
             Some(deflater) => {
                 let mut deflater = deflater.lock();
+                self.used.store(true, Ordering::Relaxed);
                 let (window, mem_level) = (self.params.compress_window, self.mem_level);
                 deflater
                     .get_or_insert_with(|| Deflater::new(window, mem_level, false))

@@ -15,16 +15,39 @@ use crate::{percentiles, progress};
 /// How long to wait, after the last broadcast, for deliveries still in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
-pub(crate) async fn broadcast(
-    url: &str,
-    publish_url: &str,
-    subscribers: usize,
-    rate: u64,
-    window: u64,
-    seconds: u64,
-) -> Result<serde_json::Value, String> {
+/// What a broadcast run does.
+#[derive(Debug)]
+pub(crate) struct Plan<'a> {
+    /// Where the subscribers connect.
+    pub(crate) url: &'a str,
+    /// Where the publisher connects (another node's URL for the cross-node case).
+    pub(crate) publish_url: &'a str,
+    pub(crate) subscribers: usize,
+    /// Messages per second; 0 for as fast as the server keeps up, `window` in flight.
+    pub(crate) rate: u64,
+    pub(crate) window: u64,
+    pub(crate) seconds: u64,
+    /// Every connection offers permessage-deflate and inflates what arrives compressed.
+    pub(crate) deflate: bool,
+    /// Publish JSON chat messages of about this many bytes (0: `"SEQ MICROS"`, a few bytes).
+    pub(crate) json_size: usize,
+}
+
+pub(crate) async fn broadcast(plan: Plan<'_>) -> Result<serde_json::Value, String> {
+    let Plan {
+        url,
+        publish_url,
+        subscribers,
+        rate,
+        window,
+        seconds,
+        deflate,
+        json_size,
+    } = plan;
     let origin = Instant::now();
-    let subs = connect_many(url, subscribers).await?;
+    let subs = connect_many(url, subscribers, deflate).await?;
+    // The first subscriber's wire bytes and messages: what compression made of a message.
+    let first_wire = Arc::new(parking_lot::Mutex::new((0u64, 0u64)));
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // Each reader records into its own vector (an uncontended lock), so the readers can simply be
@@ -38,6 +61,7 @@ pub(crate) async fn broadcast(
         .map(|(index, (mut conn, latencies))| {
             let received = received.clone();
             let gap = (index == 0).then(|| gap.clone());
+            let first_wire = (index == 0).then(|| first_wire.clone());
             tokio::spawn(async move {
                 loop {
                     let read = conn.reader.read(|opcode, data| {
@@ -55,6 +79,9 @@ pub(crate) async fn broadcast(
                     if read.await.is_err() || conn.send(&[]).await.is_err() {
                         break;
                     }
+                    if let Some(wire) = &first_wire {
+                        *wire.lock() = (conn.reader.wire_bytes, conn.reader.messages);
+                    }
                 }
             })
         })
@@ -64,7 +91,7 @@ pub(crate) async fn broadcast(
         reader: mut own,
         mut write,
         mut masks,
-    } = connect(publish_url, SMALL_READ_BUFFER).await?;
+    } = connect(publish_url, SMALL_READ_BUFFER, deflate).await?;
     let own_seen = Arc::new(AtomicU64::new(0));
     // Wakes the publisher when one of its own messages comes back: waiting by yielding in a
     // loop cost the load generator an `epoll_wait` per turn, 1.6 M in a 4 s run.
@@ -113,7 +140,12 @@ pub(crate) async fn broadcast(
                 }
             }
         }
-        let message = format!("{sent} {}", origin.elapsed().as_micros());
+        let sent_us = origin.elapsed().as_micros() as u64;
+        let message = if json_size == 0 {
+            format!("{sent} {sent_us}")
+        } else {
+            chat_message(sent, sent_us, json_size)
+        };
         out.clear();
         frames::encode(OpCode::Text, message.len(), &mut masks, &mut out, |out| {
             out.extend_from_slice(message.as_bytes())
@@ -122,6 +154,12 @@ pub(crate) async fn broadcast(
         sent += 1;
     }
     let publishing = start.elapsed().as_secs_f64();
+    let (wire_bytes, wire_messages) = *first_wire.lock();
+    let message_bytes = if json_size == 0 {
+        0
+    } else {
+        chat_message(0, 0, json_size).len()
+    };
     let expected = sent * subscribers as u64;
     let drain_deadline = Instant::now() + DRAIN;
     while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
@@ -147,6 +185,8 @@ pub(crate) async fn broadcast(
         "deliveries_per_s": delivered as f64 / publishing, "lost": expected.saturating_sub(delivered),
         "latency": percentiles(latencies), "publisher_latency": percentiles(own_latencies),
         "longest_gap_ms": gap.longest_us as f64 / 1000.0, "longest_gap_end_unix_ms": gap_end_unix_us / 1000,
+        "deflate": deflate, "message_bytes": message_bytes,
+        "wire_bytes_per_message": wire_bytes as f64 / (wire_messages as f64).max(1.0),
     }))
 }
 
@@ -171,8 +211,66 @@ impl Gap {
     }
 }
 
-/// The send time in a broadcast message `"SEQ MICROS"`.
+/// The send time in a broadcast message, `"SEQ MICROS"` or a [`chat_message`].
 fn sent_at_us(message: &[u8]) -> Option<u64> {
+    if message.first() == Some(&b'{') {
+        let at = message.windows(SENT_KEY.len()).position(|w| w == SENT_KEY)? + SENT_KEY.len();
+        let digits = message.get(at..)?.iter().take_while(|b| b.is_ascii_digit()).count();
+        return std::str::from_utf8(message.get(at..at + digits)?).ok()?.parse().ok();
+    }
     let at = message.iter().position(|&b| b == b' ')?;
     std::str::from_utf8(message.get(at + 1..)?).ok()?.parse().ok()
+}
+
+/// Where a chat message's send time starts.
+const SENT_KEY: &[u8] = b"\"sent_us\":";
+
+/// Words for chat text: a message made of them compresses about as real chat lines do (a few
+/// times over, less than repeated filler would).
+const WORDS: [&str; 32] = [
+    "the", "meeting", "is", "moved", "to", "three", "tomorrow", "can", "you", "send", "me", "latest", "draft",
+    "please", "thanks", "sounds", "good", "I", "will", "review", "it", "tonight", "deploy", "went", "fine", "build",
+    "failed", "again", "on", "main", "lunch", "anyone",
+];
+
+/// A JSON chat message of about `size` bytes, as a chat app broadcasts one: type, room, author,
+/// sequence number, send time, and a text of words chosen from `seq`, so no two are alike.
+pub(crate) fn chat_message(seq: u64, sent_us: u64, size: usize) -> String {
+    let mut message = format!(
+        "{{\"type\":\"message\",\"room\":\"general\",\"from\":\"user-{}\",\"seq\":{seq},\"sent_us\":{sent_us},\"text\":\"",
+        seq % 97
+    );
+    let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while message.len() + 2 < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let word = WORDS
+            .get((state % WORDS.len() as u64) as usize)
+            .copied()
+            .unwrap_or("ok");
+        message.push_str(word);
+        message.push(' ');
+    }
+    message.truncate(size.saturating_sub(2).max(message.find("\"text\":\"").unwrap_or(0) + 8));
+    message.push_str("\"}");
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_message_is_json_of_the_size_asked_with_its_send_time() {
+        for size in [200, 1024, 4096] {
+            let message = chat_message(42, 1_234_567, size);
+            assert_eq!(message.len(), size);
+            let value: serde_json::Value = serde_json::from_str(&message).expect("JSON");
+            assert_eq!(value.get("seq").and_then(serde_json::Value::as_u64), Some(42));
+            assert_eq!(sent_at_us(message.as_bytes()), Some(1_234_567));
+        }
+        assert_ne!(chat_message(1, 0, 1024).get(120..), chat_message(2, 0, 1024).get(120..));
+        assert_eq!(sent_at_us(b"7 890"), Some(890));
+    }
 }

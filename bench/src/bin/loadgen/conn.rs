@@ -1,12 +1,14 @@
-//! Connections to the server under test: the handshake by tokio-tungstenite, then frames read
-//! and written by [`crate::frames`] on the bare socket.
+//! Connections to the server under test: the handshake by tokio-tungstenite (or, offering
+//! permessage-deflate, which tungstenite does not speak, our own), then frames read and written by
+//! [`crate::frames`] on the bare socket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::StreamExt;
 use switchboard::protocol::OpCode;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::frames::{self, FrameReader, Masks};
@@ -36,24 +38,65 @@ pub(crate) fn read_buffer_for(bytes: usize) -> usize {
 /// Seeds for the connections' mask keys.
 static SEEDS: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
-/// Opens a connection: the handshake by tokio-tungstenite, then the bare socket.
+/// Opens a connection: the handshake by tokio-tungstenite, or with `deflate` our own offering
+/// permessage-deflate as Chromium does; then the bare socket.
 ///
 /// The servers under test send nothing after their 101 until the client does, so no frame
 /// is left in tungstenite's buffer when the socket is taken back.
-pub(crate) async fn connect(url: &str, read_buffer: usize) -> Result<Conn, String> {
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    let MaybeTlsStream::Plain(tcp) = ws.into_inner() else {
-        return Err("the load generator speaks plain ws:// only".into());
+pub(crate) async fn connect(url: &str, read_buffer: usize, deflate: bool) -> Result<Conn, String> {
+    let tcp = if deflate {
+        handshake_offering_deflate(url).await?
+    } else {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let MaybeTlsStream::Plain(tcp) = ws.into_inner() else {
+            return Err("the load generator speaks plain ws:// only".into());
+        };
+        tcp
     };
     let (read, write) = tcp.into_split();
     let seed = SEEDS.fetch_add(0x6A09_E667_F3BC_C909, Ordering::Relaxed);
+    let mut reader = FrameReader::new(read, read_buffer, seed);
+    if deflate {
+        reader.inflate_messages();
+    }
     Ok(Conn {
-        reader: FrameReader::new(read, read_buffer, seed),
+        reader,
         write,
         masks: Masks::new(seed.rotate_left(32)),
     })
+}
+
+/// The handshake with Chromium's offer, `permessage-deflate; client_max_window_bits`; fails
+/// unless the server agrees to it. Reads the response a byte at a time, so nothing after it is
+/// taken from the socket.
+async fn handshake_offering_deflate(url: &str) -> Result<TcpStream, String> {
+    let (addr, path) = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or("a ws://HOST:PORT/PATH URL")?;
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let head = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed during the handshake".to_string());
+        }
+        response.extend_from_slice(&byte);
+    }
+    let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
+        return Err(format!("compression was not negotiated: {head}"));
+    }
+    Ok(stream)
 }
 
 impl Conn {
@@ -81,9 +124,9 @@ impl Conn {
 }
 
 /// Opens `count` connections, `CONNECT_CONCURRENCY` at a time.
-pub(crate) async fn connect_many(url: &str, count: usize) -> Result<Vec<Conn>, String> {
+pub(crate) async fn connect_many(url: &str, count: usize, deflate: bool) -> Result<Vec<Conn>, String> {
     let results: Vec<Result<Conn, String>> =
-        futures_util::stream::iter((0..count).map(|_| connect(url, SMALL_READ_BUFFER)))
+        futures_util::stream::iter((0..count).map(|_| connect(url, SMALL_READ_BUFFER, deflate)))
             .buffer_unordered(CONNECT_CONCURRENCY)
             .collect()
             .await;

@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use switchboard::protocol::OpCode;
 
-use crate::conn::connect_many;
+use crate::conn::{connect_many, Conn};
+use crate::frames;
 
 /// The server's resident memory in bytes, from /proc.
 fn resident_bytes(pid: u32) -> Option<u64> {
@@ -21,64 +21,76 @@ pub(crate) async fn connections(
     count: usize,
     pid: Option<u32>,
     offer_deflate: bool,
+    active: bool,
+    settle: Duration,
 ) -> Result<serde_json::Value, String> {
     let before = pid.and_then(resident_bytes);
     let start = Instant::now();
-    // Held open until the memory is read; one of the two stays empty.
-    let (held, held_offering) = if offer_deflate {
-        (Vec::new(), connect_many_offering_deflate(url, count).await?)
-    } else {
-        (connect_many(url, count).await?, Vec::new())
-    };
+    // Held open until the memory is read.
+    let mut held = connect_many(url, count, offer_deflate).await?;
     let elapsed = start.elapsed().as_secs_f64();
+    if active {
+        exchange_one_message(&mut held, offer_deflate).await?;
+    }
     // Let the server settle its buffers before reading its memory.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(settle).await;
     let after = pid.and_then(resident_bytes);
     let per_connection = match (before, after) {
         (Some(before), Some(after)) => json!(after.saturating_sub(before) as f64 / count as f64),
         _ => json!(null),
     };
-    drop((held, held_offering));
+    drop(held);
     Ok(json!({
         "scenario": "connections", "url": url, "count": count, "seconds": elapsed,
         "connects_per_s": count as f64 / elapsed, "rss_before": before, "rss_after": after,
-        "rss_per_connection": per_connection, "offer_deflate": offer_deflate,
+        "rss_per_connection": per_connection, "offer_deflate": offer_deflate, "active": active,
     }))
 }
 
-/// Idle connections whose handshake offers permessage-deflate as Chromium does; answers the
-/// raw streams (nothing is read or written after the handshake).
-async fn connect_many_offering_deflate(url: &str, count: usize) -> Result<Vec<tokio::net::TcpStream>, String> {
-    let connect = |_| async move {
-        let (addr, path) = url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split_once('/'))
-            .ok_or("a ws://HOST:PORT/PATH URL")?;
-        let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let head = format!(
-            "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        let mut byte = [0u8; 1];
-        while !response.ends_with(b"\r\n\r\n") {
-            let read = stream.read(&mut byte).await.map_err(|e| e.to_string())?;
-            if read == 0 {
-                return Err("closed during the handshake".to_string());
-            }
-            response.extend_from_slice(&byte);
-        }
-        let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
-        if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
-            return Err(format!("compression was not negotiated: {head}"));
-        }
-        Ok::<_, String>(stream)
+/// Each connection sends one 1 KiB chat message (compressed, with `deflate`) and reads its echo:
+/// the server has then made whatever a connection keeps once it has compressed and inflated.
+async fn exchange_one_message(held: &mut [Conn], deflate: bool) -> Result<(), String> {
+    let message = crate::broadcast::chat_message(1, 0, 1024);
+    let payload = if deflate {
+        deflated(message.as_bytes())?
+    } else {
+        message.clone().into_bytes()
     };
-    let results: Vec<Result<tokio::net::TcpStream, String>> = futures_util::stream::iter((0..count).map(connect))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    results.into_iter().collect()
+    for conn in held.iter_mut() {
+        let mut out = Vec::new();
+        frames::encode(OpCode::Text, payload.len(), &mut conn.masks, &mut out, |out| {
+            out.extend_from_slice(&payload)
+        });
+        if deflate {
+            if let Some(first) = out.first_mut() {
+                *first |= RSV1;
+            }
+        }
+        conn.send(&out).await?;
+        let mut echoed = false;
+        while !echoed {
+            let read = conn.reader.read(|_, data| {
+                echoed = data == message.as_bytes();
+                Ok(())
+            });
+            tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .map_err(|_| "no echo within 10 s".to_string())??;
+        }
+    }
+    Ok(())
+}
+
+/// RSV1: the frame starts a compressed message.
+const RSV1: u8 = 0x40;
+
+/// A permessage-deflate message body: raw deflate, sync flush, `00 00 ff ff` removed.
+fn deflated(payload: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(payload).map_err(|e| e.to_string())?;
+    encoder.flush().map_err(|e| e.to_string())?;
+    let mut body = encoder.get_ref().clone();
+    body.truncate(body.len().saturating_sub(4));
+    Ok(body)
 }

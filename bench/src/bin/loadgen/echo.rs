@@ -25,7 +25,7 @@ pub(crate) async fn echo(
     idle: usize,
 ) -> Result<serde_json::Value, String> {
     let _idle = if idle > 0 {
-        connect_many(url, idle).await?
+        connect_many(url, idle, false).await?
     } else {
         Vec::new()
     };
@@ -80,7 +80,7 @@ async fn echo_ws(
     deadline: Instant,
     done: Arc<AtomicU64>,
 ) -> Result<Vec<u32>, String> {
-    let mut conn = connect(url, read_buffer_for(in_flight * (size + 14))).await?;
+    let mut conn = connect(url, read_buffer_for(in_flight * (size + 14)), false).await?;
     let payloads = Payloads::new(size);
     let opcode = if binary { OpCode::Binary } else { OpCode::Text };
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();

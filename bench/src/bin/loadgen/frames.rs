@@ -9,9 +9,11 @@
 //! messages are put together, pings are answered, and every client frame is masked with a fresh key
 //! (`apply_mask`). Reusing the library's protocol core here costs the benchmark no independence:
 //! every echo is checked byte for byte, and `bench/tests/loadgen.rs` runs this code against the
-//! tokio-tungstenite server.
+//! tokio-tungstenite server. A connection that negotiated permessage-deflate inflates each
+//! compressed message (RSV1 on its first frame) with flate2, as any client must.
 
 use bytes::{Buf, BytesMut};
+use flate2::{Decompress, FlushDecompress};
 use switchboard::protocol::{apply_mask, FrameHeader, OpCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -86,16 +88,20 @@ struct Header {
     len: usize,
 }
 
+/// RSV1: a compressed message's first frame (RFC 7692).
+const RSV1: u8 = 0b100;
+
 /// Parses the server frame at the start of `buf` (`FrameHeader::parse`); `None` until the whole
-/// frame is there.
+/// frame is there. RSV1 is allowed where `rsv1_allowed`, that is with permessage-deflate.
 ///
 /// # Errors
 /// What `FrameHeader::parse` refuses, a masked frame or reserved bits: the server broke RFC 6455.
-fn parse(buf: &[u8]) -> Result<Option<Header>, String> {
+fn parse(buf: &[u8], rsv1_allowed: bool) -> Result<Option<Header>, String> {
     let Some((header, start)) = FrameHeader::parse(buf).map_err(|e| format!("server frame: {e}"))? else {
         return Ok(None);
     };
-    if header.rsv != 0 || header.mask.is_some() {
+    let allowed_rsv = if rsv1_allowed { RSV1 } else { 0 };
+    if header.rsv & !allowed_rsv != 0 || header.mask.is_some() {
         return Err("server frame has reserved bits set or is masked".into());
     }
     let len = usize::try_from(header.payload_len).map_err(|_| "server frame too large".to_string())?;
@@ -117,6 +123,58 @@ pub(crate) struct FrameReader {
     /// Pongs to send, for the pings read so far.
     pub(crate) replies: Vec<u8>,
     masks: Masks,
+    /// With permessage-deflate: the inflater, and the inflated message.
+    inflate: Option<Inflate>,
+    /// Payload bytes of every data frame read, as they came on the wire, and the messages they
+    /// made.
+    pub(crate) wire_bytes: u64,
+    pub(crate) messages: u64,
+}
+
+/// What a connection with permessage-deflate needs to read compressed messages.
+struct Inflate {
+    /// One raw inflate stream for the connection: it reads messages compressed with or without
+    /// context takeover alike.
+    stream: Decompress,
+    /// The message being read is compressed (its first frame had RSV1).
+    compressed: bool,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflate")
+            .field("compressed", &self.compressed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inflate {
+    /// The end of a sync flush, which the sender removed from each message (RFC 7692 §7.2.2).
+    const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+    /// Inflates one whole compressed message into `self.out`.
+    fn inflate(&mut self, message: &[u8]) -> Result<&[u8], String> {
+        self.out.clear();
+        for mut input in [message, &Self::TAIL[..]] {
+            loop {
+                self.out.reserve((4 * input.len()).max(4096));
+                let (before, written) = (self.stream.total_in(), self.out.len());
+                self.stream
+                    .decompress_vec(input, &mut self.out, FlushDecompress::Sync)
+                    .map_err(|e| format!("server sent bad deflate data: {e}"))?;
+                let used = usize::try_from(self.stream.total_in() - before).unwrap_or(input.len());
+                input = input.get(used..).unwrap_or_default();
+                if input.is_empty() && self.out.len() < self.out.capacity() {
+                    break;
+                }
+                if used == 0 && self.out.len() == written && self.out.len() < self.out.capacity() {
+                    return Err("server sent deflate data that does not inflate".into());
+                }
+            }
+        }
+        Ok(&self.out)
+    }
 }
 
 impl FrameReader {
@@ -129,7 +187,19 @@ impl FrameReader {
             fragments: None,
             replies: Vec::new(),
             masks: Masks::new(seed),
+            inflate: None,
+            wire_bytes: 0,
+            messages: 0,
         }
+    }
+
+    /// Accepts compressed messages from now on (the handshake agreed on permessage-deflate).
+    pub(crate) fn inflate_messages(&mut self) {
+        self.inflate = Some(Inflate {
+            stream: Decompress::new(false),
+            compressed: false,
+            out: Vec::new(),
+        });
     }
 
     /// Reads the socket once, then calls `on_message(opcode, payload)` for every whole message
@@ -153,21 +223,37 @@ impl FrameReader {
             return Err("connection closed".into());
         }
         let mut at = 0;
-        while let Some(header) = parse(self.buf.get(at..).unwrap_or_default())? {
+        let deflate = self.inflate.is_some();
+        while let Some(header) = parse(self.buf.get(at..).unwrap_or_default(), deflate)? {
             let payload = self
                 .buf
                 .get(at + header.start..at + header.start + header.len)
                 .unwrap_or_default();
             at += header.start + header.len;
-            let FrameHeader { opcode, fin, .. } = header.header;
+            let FrameHeader { opcode, fin, rsv, .. } = header.header;
+            if let (Some(inflate), OpCode::Text | OpCode::Binary) = (self.inflate.as_mut(), opcode) {
+                inflate.compressed = rsv & RSV1 != 0;
+            } else if rsv != 0 {
+                return Err("server set RSV1 on a frame that does not start a message".into());
+            }
+            if !opcode.is_control() {
+                self.wire_bytes += payload.len() as u64;
+            }
+            let mut deliver = |opcode, message: &[u8]| {
+                self.messages += 1;
+                match self.inflate.as_mut() {
+                    Some(inflate) if inflate.compressed => on_message(opcode, inflate.inflate(message)?),
+                    _ => on_message(opcode, message),
+                }
+            };
             match (opcode, fin, self.fragments.as_mut()) {
-                (OpCode::Text | OpCode::Binary, true, None) => on_message(opcode, payload)?,
+                (OpCode::Text | OpCode::Binary, true, None) => deliver(opcode, payload)?,
                 (OpCode::Text | OpCode::Binary, false, None) => self.fragments = Some((opcode, payload.to_vec())),
                 (OpCode::Continuation, fin, Some((_, message))) => {
                     message.extend_from_slice(payload);
                     if fin {
                         if let Some((opcode, message)) = self.fragments.take() {
-                            on_message(opcode, &message)?;
+                            deliver(opcode, &message)?;
                         }
                     }
                 }
@@ -227,11 +313,19 @@ mod tests {
             assert_eq!(out.first(), Some(&0x82));
         }
         let server = [0x81, 3, b'a', b'b', b'c', 0x89, 0];
-        let first = parse(&server).ok().flatten().map(|h| (h.header.opcode, h.start, h.len));
+        let first = parse(&server, false)
+            .ok()
+            .flatten()
+            .map(|h| (h.header.opcode, h.start, h.len));
         assert_eq!(first, Some((OpCode::Text, 2, 3)));
-        assert!(parse(server.get(..4).unwrap_or_default()).ok().flatten().is_none());
-        assert!(parse(&[0x81, 0x83, 0, 0, 0, 0]).is_err());
-        assert!(parse(&[0xC1, 0]).is_err());
-        assert!(parse(&[0x83, 0]).is_err());
+        assert!(parse(server.get(..4).unwrap_or_default(), false)
+            .ok()
+            .flatten()
+            .is_none());
+        assert!(parse(&[0x81, 0x83, 0, 0, 0, 0], false).is_err());
+        assert!(parse(&[0xC1, 0], false).is_err());
+        assert!(parse(&[0xC1, 0], true).is_ok());
+        assert!(parse(&[0xA1, 0], true).is_err());
+        assert!(parse(&[0x83, 0], false).is_err());
     }
 }

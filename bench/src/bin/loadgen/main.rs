@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p switchboard-bench --bin loadgen -- echo ws://127.0.0.1:9002/echo --connections 64 --in-flight 16 --size 32 --seconds 10
 //! cargo run --release -p switchboard-bench --bin loadgen -- broadcast ws://127.0.0.1:9002/broadcast --subscribers 1000 --rate 200 --seconds 10
+//! cargo run --release -p switchboard-bench --bin loadgen -- broadcast ws://127.0.0.1:9002/broadcast --rate 0 --json-size 1024 --deflate
 //! cargo run --release -p switchboard-bench --bin loadgen -- connections ws://127.0.0.1:9002/echo --count 10000 --pid 1234
 //! ```
 //!
@@ -70,6 +71,12 @@ enum Scenario {
         /// Publish through this URL instead (another node of a cluster, for the cross-node case).
         #[arg(long)]
         publish_url: Option<String>,
+        /// Offer permessage-deflate on every connection and inflate what arrives compressed.
+        #[arg(long)]
+        deflate: bool,
+        /// Publish JSON chat messages of this many bytes instead of `"SEQ MICROS"`.
+        #[arg(long, default_value_t = 0)]
+        json_size: usize,
     },
     /// Opens K idle connections; reports the connect rate and, given the server's PID, its
     /// resident memory per connection.
@@ -79,10 +86,18 @@ enum Scenario {
         count: usize,
         #[arg(long)]
         pid: Option<u32>,
-        /// Offer permessage-deflate, as a browser does (the connections stay idle, so the load
-        /// generator never has to inflate): the server's memory with compression negotiated.
+        /// Offer permessage-deflate, as a browser does: the server's memory with compression
+        /// negotiated.
         #[arg(long)]
         offer_deflate: bool,
+        /// Each connection first exchanges one 1 KiB message (compressed, with --offer-deflate):
+        /// the memory of a connection that has been used, not only opened.
+        #[arg(long)]
+        active: bool,
+        /// How long to wait before reading the server's memory, in ms (longer than two keepalive
+        /// intervals to see what an idle dedicated connection gives back).
+        #[arg(long, default_value_t = 500)]
+        settle_ms: u64,
     },
 }
 
@@ -113,16 +128,32 @@ fn main() {
                 window,
                 seconds,
                 publish_url,
+                deflate,
+                json_size,
             } => {
-                let publish_url = publish_url.as_deref().unwrap_or(&url);
-                broadcast::broadcast(&url, publish_url, subscribers, rate, window, seconds).await
+                let plan = broadcast::Plan {
+                    url: &url,
+                    publish_url: publish_url.as_deref().unwrap_or(&url),
+                    subscribers,
+                    rate,
+                    window,
+                    seconds,
+                    deflate,
+                    json_size,
+                };
+                broadcast::broadcast(plan).await
             }
             Scenario::Connections {
                 url,
                 count,
                 pid,
                 offer_deflate,
-            } => connections::connections(&url, count, pid, offer_deflate).await,
+                active,
+                settle_ms,
+            } => {
+                let settle = Duration::from_millis(settle_ms);
+                connections::connections(&url, count, pid, offer_deflate, active, settle).await
+            }
         }
     });
     match result {
