@@ -63,12 +63,18 @@ fn server(compression: Compression, max_message_size: usize) -> TestServer {
     })
 }
 
-/// Connects with `offer` as the extensions header; answers the stream and the response head.
+/// Connects to `/echo` with `offer` as the extensions header; answers the stream and the
+/// response head, lowercased.
 async fn connect_offering(server: &TestServer, offer: &str) -> (TcpStream, String) {
+    connect_to(server, "/echo", offer).await
+}
+
+/// As [`connect_offering`], to `path`.
+async fn connect_to(server: &TestServer, path: &str, offer: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let extra = format!("Sec-WebSocket-Extensions: {offer}\r\n");
     stream
-        .write_all(upgrade_request("/echo", &extra).as_bytes())
+        .write_all(upgrade_request(path, &extra).as_bytes())
         .await
         .unwrap();
     let head = read_head(&mut stream).await;
@@ -373,10 +379,7 @@ async fn send_uncompressed_opts_one_message_out_for_callbacks_and_actors() {
     });
     let message = json(500);
     for path in ["/echo", "/actor"] {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        let extra = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
-        stream.write_all(upgrade_request(path, extra).as_bytes()).await.unwrap();
-        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        let (mut stream, head) = connect_to(&server, path, "permessage-deflate").await;
         assert!(head.contains("permessage-deflate"), "{path}: {head}");
         stream.write_all(&client_frame(0x81, message.as_bytes())).await.unwrap();
         let (first, body) = read_frame(&mut stream).await;
@@ -395,13 +398,7 @@ async fn connect_room(server: &TestServer) -> TcpStream {
 
 /// Joins `/room` offering permessage-deflate with `params` after it.
 async fn connect_room_offering(server: &TestServer, params: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let extra = format!("Sec-WebSocket-Extensions: permessage-deflate{params}\r\n");
-    stream
-        .write_all(upgrade_request("/room", &extra).as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(head.to_ascii_lowercase().contains("permessage-deflate"), "{head}");
+    let (stream, head) = connect_to(server, "/room", &format!("permessage-deflate{params}")).await;
+    assert!(head.contains("permessage-deflate"), "{head}");
     stream
 }

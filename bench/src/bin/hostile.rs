@@ -357,46 +357,6 @@ async fn room_flood(url: &str, joins: usize, pid: u32) -> Result<Value, Box<dyn 
     }))
 }
 
-/// Opens a raw connection offering permessage-deflate; fails unless the server agreed.
-async fn connect_offering_deflate(url: &str) -> Result<TcpStream, Box<dyn std::error::Error>> {
-    let rest = url.strip_prefix("ws://").ok_or("a ws:// URL")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut stream = TcpStream::connect(host).await?;
-    let request = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 {
-            return Err("closed during the handshake".into());
-        }
-        head.extend_from_slice(&byte);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
-        return Err(format!("permessage-deflate was not agreed: {head}").into());
-    }
-    Ok(stream)
-}
-
-/// `size` zeros as one permessage-deflate message body: raw deflate, sync flush, the tail cut.
-fn deflated_zeros(size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..size.div_ceil(zeros.len()) {
-        encoder.write_all(&zeros)?;
-    }
-    encoder.flush()?;
-    let mut body = encoder.get_ref().clone();
-    body.truncate(body.len().saturating_sub(4));
-    Ok(body)
-}
-
 /// The close code the server ends the connection with, reading past anything else it sends.
 async fn close_code(stream: &mut TcpStream) -> Result<u16, Box<dyn std::error::Error>> {
     let mut buf = Vec::new();
@@ -427,7 +387,7 @@ async fn deflate_bomb(
     bombs: usize,
     pid: u32,
 ) -> Result<Value, Box<dyn std::error::Error>> {
-    let body = deflated_zeros(inflated_mib << 20)?;
+    let body = switchboard_bench::deflate_message(&vec![0u8; inflated_mib << 20], flate2::Compression::best())?;
     let bomb = frame_with_first_byte(0xC2, &body);
     let mut echoer = connect(url).await?;
     echoer.send(Message::text("warm up")).await?;
@@ -439,7 +399,7 @@ async fn deflate_bomb(
     let mut codes = Vec::new();
     let start = Instant::now();
     for _ in 0..bombs {
-        let mut stream = connect_offering_deflate(url).await?;
+        let mut stream = switchboard_bench::connect_offering_deflate(url, "permessage-deflate").await?;
         stream.write_all(&bomb).await?;
         codes.push(close_code(&mut stream).await?);
         echoer.send(Message::text("still here?")).await?;

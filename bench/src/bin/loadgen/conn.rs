@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::StreamExt;
 use switchboard::protocol::OpCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::frames::{self, FrameReader, Masks};
@@ -45,7 +44,8 @@ static SEEDS: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 /// is left in tungstenite's buffer when the socket is taken back.
 pub(crate) async fn connect(url: &str, read_buffer: usize, deflate: bool) -> Result<Conn, String> {
     let tcp = if deflate {
-        handshake_offering_deflate(url).await?
+        // Chromium's offer.
+        switchboard_bench::connect_offering_deflate(url, "permessage-deflate; client_max_window_bits").await?
     } else {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
@@ -66,37 +66,6 @@ pub(crate) async fn connect(url: &str, read_buffer: usize, deflate: bool) -> Res
         write,
         masks: Masks::new(seed.rotate_left(32)),
     })
-}
-
-/// The handshake with Chromium's offer, `permessage-deflate; client_max_window_bits`; fails
-/// unless the server agrees to it. Reads the response a byte at a time, so nothing after it is
-/// taken from the socket.
-async fn handshake_offering_deflate(url: &str) -> Result<TcpStream, String> {
-    let (addr, path) = url
-        .strip_prefix("ws://")
-        .and_then(|rest| rest.split_once('/'))
-        .ok_or("a ws://HOST:PORT/PATH URL")?;
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let head = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    let mut byte = [0u8; 1];
-    while !response.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed during the handshake".to_string());
-        }
-        response.extend_from_slice(&byte);
-    }
-    let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
-        return Err(format!("compression was not negotiated: {head}"));
-    }
-    Ok(stream)
 }
 
 impl Conn {

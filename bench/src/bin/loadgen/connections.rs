@@ -52,7 +52,8 @@ pub(crate) async fn connections(
 async fn exchange_one_message(held: &mut [Conn], deflate: bool) -> Result<(), String> {
     let message = crate::broadcast::chat_message(1, 0, 1024);
     let payload = if deflate {
-        deflated(message.as_bytes())?
+        switchboard_bench::deflate_message(message.as_bytes(), flate2::Compression::default())
+            .map_err(|e| e.to_string())?
     } else {
         message.clone().into_bytes()
     };
@@ -83,14 +84,3 @@ async fn exchange_one_message(held: &mut [Conn], deflate: bool) -> Result<(), St
 
 /// RSV1: the frame starts a compressed message.
 const RSV1: u8 = 0x40;
-
-/// A permessage-deflate message body: raw deflate, sync flush, `00 00 ff ff` removed.
-fn deflated(payload: &[u8]) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(payload).map_err(|e| e.to_string())?;
-    encoder.flush().map_err(|e| e.to_string())?;
-    let mut body = encoder.get_ref().clone();
-    body.truncate(body.len().saturating_sub(4));
-    Ok(body)
-}
