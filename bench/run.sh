@@ -18,7 +18,7 @@ seconds=${2:-5}
 out=target/bench
 mkdir -p "$out"
 results="$out/results.jsonl"
-servers=${SERVERS:-raw-tcp switchboard switchboard-actor tungstenite actix-ws actix-actors node-ws}
+servers=${SERVERS:-raw-tcp switchboard switchboard-actor fastwebsockets tungstenite actix-ws actix-actors node-ws}
 cases=${CASES:-.}
 : > "$results"
 raise_fd_limit
@@ -45,6 +45,7 @@ start_server() {
     switchboard | switchboard-actor) command=("$bin/examples/bench_server" --workers 1) ;;
     baseline) command=("${BASELINE_BIN:?set BASELINE_BIN to an earlier bench_server}" --workers 1) ;;
     tungstenite) command=("$bin/tungstenite_server" --workers 1) ;;
+    fastwebsockets) command=("$bin/fastwebsockets_server" --workers 1) ;;
     actix-ws) command=("$bin/actix_ws_server" --workers 1) ;;
     actix-actors) command=("$bin/actix_actors_server" --workers 1) ;;
     raw-tcp) command=("$bin/raw_echo") ;;

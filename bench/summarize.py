@@ -16,6 +16,9 @@ METRIC = {  # case -> (field path, higher is better)
     "connections-10k": ("rss_per_connection", False),
 }
 
+# The Rust peers: "vs best Rust" is switchboard against the best of these in each case.
+RUST_PEERS = ("fastwebsockets", "tungstenite", "actix-ws", "actix-actors")
+
 
 def get(row, path):
     for part in path.split("."):
@@ -33,11 +36,11 @@ def main():
         if isinstance(value, (int, float)):
             values[(row["case"], row["server"])].append(value)
         lost[(row.get("case"), row.get("server"))] += row.get("lost", 0) or 0
-    known = ["switchboard", "switchboard-actor", "baseline", "tungstenite", "actix-ws", "actix-actors", "node-ws", "raw-tcp"]
+    known = ["switchboard", "switchboard-actor", "baseline", "fastwebsockets", "tungstenite", "actix-ws", "actix-actors", "node-ws", "raw-tcp"]
     present = {server for (_, server) in values}
     servers = [s for s in known if s in present] + sorted(present - set(known))
     actors = "switchboard-actor" in present
-    print(f"{'case':<20}{'metric':<20}" + "".join(f"{s:>18}" for s in servers) + f"{'vs best peer':>14}{'vs raw':>10}"
+    print(f"{'case':<20}{'metric':<20}" + "".join(f"{s:>18}" for s in servers) + f"{'vs best Rust':>14}{'vs raw':>10}"
           + (f"{'actor/callback':>16}{'actor/actix-actors':>20}" if actors else ""))
     for case, (metric, higher) in METRIC.items():
         med = {s: statistics.median(values[(case, s)]) for s in servers if values.get((case, s))}
@@ -50,7 +53,7 @@ def main():
                 return "-"
             return f"{(ours / other if higher else other / ours):.2f}x"
 
-        peers = [med[s] for s in ("tungstenite", "actix-ws", "actix-actors") if s in med]
+        peers = [med[s] for s in RUST_PEERS if s in med]
         ours = med["switchboard"]
         best = (max(peers) if higher else min(peers)) if peers else None
         raw = med.get("raw-tcp")

@@ -1,5 +1,6 @@
-//! The load generator against a third-party server (the tokio-tungstenite peer): its own framing
-//! must pass every echo check and lose no broadcast, or its figures mean nothing.
+//! The load generator against third-party servers (the tokio-tungstenite and fastwebsockets peers,
+//! Node's `ws`): its own framing must pass every echo check and lose no broadcast, or its figures
+//! mean nothing; and a peer that answered wrongly would be caught here before a benchmark ran.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -13,12 +14,13 @@ struct Peer {
 }
 
 impl Peer {
-    fn start() -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tungstenite_server"))
+    /// Starts one of the Rust peers (a binary of this package) on port 0.
+    fn start(binary: &str) -> Peer {
+        let mut child = Command::new(binary)
             .args(["--addr", "127.0.0.1:0"])
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start tungstenite_server");
+            .expect("start a peer server");
         let stderr = child.stderr.take().expect("stderr");
         let mut line = String::new();
         BufReader::new(stderr).read_line(&mut line).expect("read its address");
@@ -56,9 +58,21 @@ fn assert_every_subscriber_got_everything(result: &serde_json::Value, subscriber
     assert_eq!(result["deliveries"].as_u64(), Some(published * subscribers), "{result}");
 }
 
+/// The Rust peers the benchmark runs.
+const RUST_PEERS: [&str; 2] = [
+    env!("CARGO_BIN_EXE_tungstenite_server"),
+    env!("CARGO_BIN_EXE_fastwebsockets_server"),
+];
+
 #[test]
 fn echoes_are_checked_and_counted_for_small_and_large_messages() {
-    let peer = Peer::start();
+    for binary in RUST_PEERS {
+        echoes_are_checked_and_counted(binary);
+    }
+}
+
+fn echoes_are_checked_and_counted(binary: &str) {
+    let peer = Peer::start(binary);
     let url = format!("ws://{}/echo", peer.addr);
     for (size, binary) in [("32", false), ("70000", true)] {
         let mut args = vec![
@@ -84,19 +98,23 @@ fn echoes_are_checked_and_counted_for_small_and_large_messages() {
 
 #[test]
 fn every_broadcast_is_delivered_to_every_subscriber() {
-    let peer = Peer::start();
-    let url = format!("ws://{}/broadcast", peer.addr);
-    let result = loadgen(&[
-        "broadcast",
-        &url,
-        "--subscribers",
-        "20",
-        "--rate",
-        "100",
-        "--seconds",
-        "1",
-    ]);
-    assert_every_subscriber_got_everything(&result, 20);
+    for binary in RUST_PEERS {
+        let peer = Peer::start(binary);
+        let url = format!("ws://{}/broadcast", peer.addr);
+        for rate in ["100", "0"] {
+            let result = loadgen(&[
+                "broadcast",
+                &url,
+                "--subscribers",
+                "20",
+                "--rate",
+                rate,
+                "--seconds",
+                "1",
+            ]);
+            assert_every_subscriber_got_everything(&result, 20);
+        }
+    }
 }
 
 /// Node's ws (bench/node, installed by its script) on a free port, killed on drop.
