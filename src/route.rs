@@ -284,7 +284,7 @@ pub(crate) fn register(
             log_rejection(req, &rejection);
             rejection
         })?;
-    shared.joined(hub.clone());
+    shared.joined(hub);
     Ok(pending)
 }
 

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::callbacks::{Callback, Callbacks};
 use crate::connection::outbound::{CloseState, Outbound, PushError, Written, COALESCE_MAX};
 use crate::error::{InvalidCloseCode, SendError};
-use crate::hub::{Hub, SessionId, SessionSink, Undelivered};
+use crate::hub::{Hub, Membership, SessionId, SessionSink, Undelivered};
 use crate::message::{Message, Outgoing, Text};
 use crate::metrics::Metrics;
 use crate::protocol::deflate::Deflating;
@@ -45,11 +45,12 @@ pub(crate) struct Shared {
     pub(crate) callbacks: Mutex<Callbacks>,
     pub(crate) metrics: Arc<Metrics>,
     /// The hub a server session is registered with, to leave when it ends.
-    hub: OnceLock<Hub>,
+    hub: OnceLock<Membership>,
     /// Where hub messages go instead of the queue, once a session actor intercepts them.
     interceptor: OnceLock<Interceptor>,
-    /// permessage-deflate, when the handshake agreed on it.
-    pub(crate) deflate: Option<Deflating>,
+    /// permessage-deflate, when the handshake agreed on it. Boxed: a connection without it
+    /// holds 8 bytes here, not 168.
+    pub(crate) deflate: Option<Box<Deflating>>,
 }
 
 /// Takes a hub message for a session instead of its outbound queue (a session actor's
@@ -73,13 +74,13 @@ impl Shared {
             metrics,
             hub: OnceLock::new(),
             interceptor: OnceLock::new(),
-            deflate,
+            deflate: deflate.map(Box::new),
         }
     }
 
     /// Remembers the hub this session is registered with, to leave it at the end.
-    pub(crate) fn joined(&self, hub: Hub) {
-        let _ = self.hub.set(hub);
+    pub(crate) fn joined(&self, hub: &Hub) {
+        let _ = self.hub.set(hub.membership());
     }
 
     /// Encodes one frame the way this side must (masked from a client, RFC 6455 §5.3).
@@ -136,7 +137,7 @@ impl Shared {
 
     /// The compressing side, if a `len`-byte message is to be compressed.
     fn compresses(&self, len: usize) -> Option<&Deflating> {
-        self.deflate.as_ref().filter(|d| len >= d.threshold)
+        self.deflate.as_deref().filter(|d| len >= d.threshold)
     }
 
     /// Queues an encoded data frame.
@@ -209,7 +210,7 @@ impl Shared {
     /// callbacks (which may hold clones of this socket) are dropped.
     pub(crate) fn teardown(&self) {
         if let Some(hub) = self.hub.get() {
-            hub.disconnect(self.id);
+            hub.leave(self.id);
         }
         let record = self.close_record();
         let code = record.as_ref().map_or(CloseCode::ABNORMAL, |frame| frame.code);

@@ -24,13 +24,14 @@ use super::alarm::Alarm;
 use super::session::{dispatch, Session};
 use super::state::{ConnState, WRITE_BATCH};
 
-/// The smallest read buffer, and the least free space a read is given: less and a large message
-/// takes too many syscalls.
-const READ_MIN: usize = 4 << 10;
+/// The smallest read buffer (as a power of two: 4 KiB), and the least free space a read is
+/// given: less and a large message takes too many syscalls.
+const READ_MIN_LOG2: u8 = 12;
+const READ_MIN: usize = 1 << READ_MIN_LOG2;
 
-/// The largest read buffer. The size adapts between the two: it doubles after a read that
-/// filled it and halves after one that used under a quarter of it.
-const READ_MAX: usize = 256 << 10;
+/// The largest read buffer (256 KiB). The size adapts between the two: it doubles after a read
+/// that filled it and halves after one that used under a quarter of it.
+const READ_MAX_LOG2: u8 = 18;
 
 /// A connection that goes quiet keeps a read buffer up to this size, and lets a larger one go,
 /// so that ten thousand idle connections do not hold their last burst's buffer.
@@ -67,12 +68,13 @@ pub(crate) struct Driver<S, H> {
     state: ConnState,
     session: H,
     /// The read buffer; each read is split off it and handed to the decoder, which unmasks a
-    /// large frame where it lies.
+    /// large frame where it lies. At the start it holds what the peer sent after its handshake,
+    /// fed first (no field of its own: an idle connection's task is smaller).
     buf: BytesMut,
-    /// How much the next read buffer holds.
-    size: usize,
-    /// What the peer sent after its handshake, fed first.
-    leftover: Option<Bytes>,
+    /// How much the next read buffer holds, as a power of two. A byte, not a `usize`: with it
+    /// the task (header, driver, trailer) fits 640 bytes; tokio rounds a task up to a multiple of
+    /// 128, and 8 bytes more would make it 768 (test `an_idle_connection_task_fits_640_bytes`).
+    size_log2: u8,
     /// Armed for the state's next deadline.
     timer: Alarm,
     /// The session stopped taking events with some left in the state (a busy actor): they are
@@ -93,9 +95,8 @@ where
             io,
             state,
             session,
-            buf: BytesMut::new(),
-            size: READ_MIN,
-            leftover: (!leftover.is_empty()).then_some(leftover),
+            buf: BytesMut::from(&leftover[..]),
+            size_log2: READ_MIN_LOG2,
             timer: Alarm::default(),
             held_back: false,
             shutting_down: false,
@@ -141,14 +142,15 @@ where
 
     /// Reads once: `Some(chunk)`, `None` at the peer's end.
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<BytesMut>>> {
-        if let Some(first) = self.leftover.take() {
-            return Poll::Ready(Ok(Some(first.into())));
+        if !self.buf.is_empty() {
+            // The handshake's leftover (every read is split off whole).
+            return Poll::Ready(Ok(Some(self.buf.split())));
         }
         if self.buf.capacity() - self.buf.len() < READ_MIN {
             if self.io.poll_read_ready(cx)?.is_pending() {
                 return Poll::Pending;
             }
-            self.buf.reserve(self.size);
+            self.buf.reserve(1 << self.size_log2);
         }
         let room = self.buf.capacity() - self.buf.len();
         // tokio's `poll_read`, unlike `try_read`, takes a read that leaves room in the buffer as
@@ -164,9 +166,9 @@ where
             Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
             Poll::Ready(Ok(read)) => {
                 if read == room {
-                    self.size = (self.size * 2).min(READ_MAX);
-                } else if read < self.size / 4 {
-                    self.size = (self.size / 2).max(READ_MIN);
+                    self.size_log2 = (self.size_log2 + 1).min(READ_MAX_LOG2);
+                } else if read < (1 << self.size_log2) / 4 {
+                    self.size_log2 = (self.size_log2 - 1).max(READ_MIN_LOG2);
                 }
                 Poll::Ready(Ok(Some(self.buf.split())))
             }
@@ -252,5 +254,19 @@ where
             this.session.ended(cx, &mut this.state);
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::session::AnySession;
+
+    /// tokio allocates a task as header (32 bytes), future with scheduler and id, and trailer
+    /// (48 bytes), aligned to 128: 8 bytes past 640 cost an idle connection 128 (docs/benchmarks.md).
+    #[test]
+    fn an_idle_connection_task_fits_640_bytes() {
+        let task = 32 + size_of::<Driver<tokio::net::TcpStream, AnySession>>() + 24 + 48;
+        assert!(task <= 640, "{task} bytes");
     }
 }

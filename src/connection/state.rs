@@ -42,7 +42,8 @@ pub(crate) struct ConnState {
     /// Chunks taken from the queue, not yet written whole; the first may be partly written.
     in_flight: VecDeque<Chunk>,
     /// The write timeout, for drivers that cannot see the socket (actix-web's dispatcher).
-    watch: Option<WriteWatch>,
+    /// Boxed: the other connections' tasks stay within 640 bytes (`driver.rs`).
+    watch: Option<Box<WriteWatch>>,
     /// Messages and their payload bytes received since they were last added to the shared
     /// metrics: added once per batch of events (when the decoder runs dry, and at the end)
     /// rather than with two atomic adds per message.
@@ -84,7 +85,7 @@ impl ConnState {
             reading: true,
             closing: false,
             in_flight: VecDeque::new(),
-            watch: watch_writes.then(WriteWatch::default),
+            watch: watch_writes.then(Box::default),
             received: (0, 0),
             _guard: guard,
         }
@@ -366,7 +367,7 @@ impl ConnState {
         };
         let (taken, waiting) = self.shared.outbound.progress();
         if !waiting || taken != watch.taken {
-            *watch = WriteWatch {
+            **watch = WriteWatch {
                 taken,
                 stalled_since: None,
             };

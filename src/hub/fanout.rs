@@ -70,7 +70,7 @@ pub(crate) struct Fanout {
 
 impl Fanout {
     /// Groups the sessions named in `ids` by home.
-    pub(crate) fn of(ids: &BTreeSet<SessionId>, sessions: &HashMap<SessionId, Session>) -> Fanout {
+    pub(crate) fn of(ids: &BTreeSet<SessionId>, sessions: &HashMap<SessionId, Box<Session>>) -> Fanout {
         Fanout::new(
             ids.iter()
                 .filter_map(|id| sessions.get(id).map(|s| (*id, s.home.as_ref(), &s.sink))),

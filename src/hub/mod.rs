@@ -30,7 +30,7 @@ pub(crate) mod supervisor;
 use std::sync::{Arc, OnceLock};
 
 use actix::dev::SendError;
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, WeakAddr};
 
 pub use broker::{Broker, BrokerCommand, BrokerError, Inbox, DEFAULT_PRESENCE_TTL};
 pub use error::HubError;
@@ -336,6 +336,11 @@ impl Hub {
         self.addr.do_send(Disconnect(id));
     }
 
+    /// What a registered session keeps to leave this hub when it ends.
+    pub(crate) fn membership(&self) -> Membership {
+        Membership(self.addr.downgrade())
+    }
+
     /// Starts the close handshake of every session with `code` and `reason` (after what is
     /// already queued for each) and answers how many sessions it reached. Used for graceful
     /// shutdown with 1001.
@@ -491,6 +496,22 @@ impl Hub {
             diff: None,
             state: Some(Arc::new(listener)),
         });
+    }
+}
+
+/// What a registered session keeps to leave its hub: a weak address to the supervisor. A `Hub`
+/// clone would allocate the address's sender state for every session (about 70 bytes of an
+/// idle connection's memory, docs/benchmarks.md); leaving needs none of it. A supervisor that is
+/// gone (every `Hub` dropped) has no registry to leave.
+#[derive(Debug)]
+pub(crate) struct Membership(WeakAddr<Supervisor>);
+
+impl Membership {
+    /// Takes session `id` out of the hub, as [`Hub::disconnect`].
+    pub(crate) fn leave(&self, id: SessionId) {
+        if let Some(addr) = self.0.upgrade() {
+            addr.do_send(Disconnect(id));
+        }
     }
 }
 
