@@ -1,15 +1,16 @@
 //! The callbacks a handler registers on a socket, and running them so a panic stays contained.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 
 use crate::message::Text;
 use bytes::Bytes;
 
 use crate::socket::WebSocket;
 
-/// A callback taking the socket and one value.
-pub(crate) type Callback<T> = Arc<dyn Fn(&WebSocket, T) + Send + Sync>;
+/// A callback taking the socket and one value. Boxed, not shared: a closure that captures
+/// nothing (an echo's) then allocates nothing, where an `Arc` holds its counts in an allocation
+/// of its own (idle memory per connection, docs/benchmarks.md).
+pub(crate) type Callback<T> = Box<dyn Fn(&WebSocket, T) + Send + Sync>;
 
 /// Every callback of one socket. Each is optional: an unset one ignores its event.
 #[derive(Default)]
@@ -35,11 +36,28 @@ impl std::fmt::Debug for Callbacks {
 #[derive(Debug)]
 pub(crate) struct Panicked(pub(crate) String);
 
-/// Runs `callback` with `value`, turning a panic into an error so that only this connection
-/// suffers for it.
-pub(crate) fn call<T>(callback: Option<Callback<T>>, socket: &WebSocket, value: T) -> Result<(), Panicked> {
-    let Some(callback) = callback else { return Ok(()) };
-    catch_unwind(AssertUnwindSafe(|| callback(socket, value))).map_err(panicked)
+/// Runs the callback in `slot` of `socket`'s callbacks with `value`, turning a panic into an
+/// error so that only this connection suffers for it.
+///
+/// The callback is taken out of the lock while it runs (it may register callbacks itself, or
+/// another thread may), then put back unless another was registered meanwhile: callbacks run
+/// only on the connection's own task, so nothing else needs it in the meantime.
+pub(crate) fn call<T>(
+    socket: &WebSocket,
+    slot: fn(&mut Callbacks) -> &mut Option<Callback<T>>,
+    value: T,
+) -> Result<(), Panicked> {
+    let callbacks = &socket.shared.callbacks;
+    let Some(callback) = slot(&mut callbacks.lock()).take() else {
+        return Ok(());
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| callback(socket, value))).map_err(panicked);
+    let mut guard = callbacks.lock();
+    let place = slot(&mut guard);
+    if place.is_none() {
+        *place = Some(callback);
+    }
+    outcome
 }
 
 /// What a caught panic says.

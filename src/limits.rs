@@ -65,6 +65,34 @@ impl Drop for Slot {
     }
 }
 
+/// The slots an open connection holds: its route's (a `websocket` route's; a session actor's
+/// route counts none) and, on `switchboard::Server`, the server's. Released when the connection
+/// ends and its state drops them. Two fields, not a `Box<dyn Send>`: an idle connection then
+/// holds no allocation for them (docs/benchmarks.md).
+#[derive(Debug, Default)]
+pub(crate) struct HeldSlots {
+    _route: Option<Slot>,
+    _server: Option<Slot>,
+}
+
+impl HeldSlots {
+    /// A route's slot.
+    pub(crate) fn route(slot: Slot) -> HeldSlots {
+        HeldSlots {
+            _route: Some(slot),
+            _server: None,
+        }
+    }
+
+    /// These and the server's slot.
+    pub(crate) fn and_server(self, slot: Slot) -> HeldSlots {
+        HeldSlots {
+            _server: Some(slot),
+            ..self
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder
 use crate::config::{Compression, Config};
 use crate::connection::Pending;
 use crate::handshake::{self, HandshakeRejection, Policy};
-use crate::limits::ConnectionSlots;
+use crate::limits::{ConnectionSlots, HeldSlots};
 use crate::protocol::deflate::negotiate::{self, ServerPolicy};
 use crate::protocol::deflate::Agreed;
 use crate::protocol::Role;
@@ -206,7 +206,7 @@ fn upgrade(state: &RouteState, req: &HttpRequest, payload: web::Payload) -> Resu
         ));
     }
     log::debug!("session {} upgraded on {} ({})", ws.id(), state.name, req.path());
-    Ok(start(pending, hub, req, payload, response, Box::new(slot)))
+    Ok(start(pending, hub, req, payload, response, HeldSlots::route(slot)))
 }
 
 /// The 101 answer to an accepted handshake.
@@ -290,14 +290,14 @@ pub(crate) fn register(
 
 /// Starts the connection and finishes its 101: on `switchboard::Server`, which writes the 101
 /// itself and hands the socket over; under `HttpServer`, reading `payload` with the socket's
-/// frames as the body. `guard` is dropped when the connection ends.
+/// frames as the body. `slots` are released when the connection ends.
 pub(crate) fn start<P, E>(
     pending: Pending,
     hub: Hub,
     req: &HttpRequest,
     payload: P,
     mut response: HttpResponseBuilder,
-    guard: Box<dyn Send>,
+    slots: HeldSlots,
 ) -> HttpResponse
 where
     P: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin + 'static,
@@ -305,10 +305,10 @@ where
 {
     if req.extensions().contains::<OwnsSocket>() {
         let mut response = response.finish();
-        response.extensions_mut().insert(Takeover::new(pending, hub, guard));
+        response.extensions_mut().insert(Takeover::new(pending, hub, slots));
         return response;
     }
-    let body = pending.run_dispatched(payload, RawSocket::of(req), guard);
+    let body = pending.run_dispatched(payload, RawSocket::of(req), slots);
     response.streaming(body)
 }
 

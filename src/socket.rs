@@ -340,22 +340,22 @@ impl WebSocket {
     /// It runs on the connection's task: keep it short, and spawn a task for slow work. A panic
     /// in it closes this connection with 1011 and is logged. Registering again replaces it.
     pub fn on_text(&self, callback: impl Fn(&WebSocket, Text) + Send + Sync + 'static) {
-        self.shared.callbacks.lock().text = Some(Arc::new(callback) as Callback<Text>);
+        self.shared.callbacks.lock().text = Some(Box::new(callback) as Callback<Text>);
     }
 
     /// Calls `callback` with every binary message, reassembled. As [`on_text`](Self::on_text).
     pub fn on_binary(&self, callback: impl Fn(&WebSocket, Bytes) + Send + Sync + 'static) {
-        self.shared.callbacks.lock().binary = Some(Arc::new(callback) as Callback<Bytes>);
+        self.shared.callbacks.lock().binary = Some(Box::new(callback) as Callback<Bytes>);
     }
 
     /// Calls `callback` with the payload of every ping. The pong answer is sent for you.
     pub fn on_ping(&self, callback: impl Fn(&WebSocket, Bytes) + Send + Sync + 'static) {
-        self.shared.callbacks.lock().ping = Some(Arc::new(callback) as Callback<Bytes>);
+        self.shared.callbacks.lock().ping = Some(Box::new(callback) as Callback<Bytes>);
     }
 
     /// Calls `callback` with the payload of every pong, keepalive answers included.
     pub fn on_pong(&self, callback: impl Fn(&WebSocket, Bytes) + Send + Sync + 'static) {
-        self.shared.callbacks.lock().pong = Some(Arc::new(callback) as Callback<Bytes>);
+        self.shared.callbacks.lock().pong = Some(Box::new(callback) as Callback<Bytes>);
     }
 
     /// Closes with 1000 (normal closure). See [`close_with`](Self::close_with).

@@ -34,7 +34,7 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::connection::{Pending, Transport};
 use crate::hub::Hub;
-use crate::limits::{ConnectionSlots, Slot};
+use crate::limits::{ConnectionSlots, HeldSlots, Slot};
 use crate::protocol::{CloseCode, CloseFrame};
 
 /// A body larger than this, on a response that is not a WebSocket upgrade, is not sent.
@@ -47,15 +47,15 @@ pub(crate) struct OwnsSocket;
 /// A started handshake, waiting in the 101 response's extensions for its socket.
 pub(crate) struct Takeover {
     /// The connection, not yet reading, and its connection slot; taken when it starts.
-    connection: Option<(Pending, Box<dyn Send>)>,
+    connection: Option<(Pending, HeldSlots)>,
     hub: Hub,
 }
 
 impl Takeover {
-    /// Holds a connection whose session is already in `hub`, and its connection slot.
-    pub(crate) fn new(pending: Pending, hub: Hub, slot: Box<dyn Send>) -> Takeover {
+    /// Holds a connection whose session is already in `hub`, and its connection slots.
+    pub(crate) fn new(pending: Pending, hub: Hub, slots: HeldSlots) -> Takeover {
         Takeover {
-            connection: Some((pending, slot)),
+            connection: Some((pending, slots)),
             hub,
         }
     }
@@ -67,8 +67,8 @@ impl Takeover {
     /// dispatcher task, and keeping the dispatcher alive for the connection's life doubled an idle
     /// WebSocket's memory (6.4 KB to 12.1 KB).
     fn start<T: Transport>(mut self, io: T, leftover: Bytes, server_slot: Slot) {
-        if let Some((pending, slot)) = self.connection.take() {
-            pending.run_owned(io, leftover, Box::new((slot, server_slot)));
+        if let Some((pending, slots)) = self.connection.take() {
+            pending.run_owned(io, leftover, slots.and_server(server_slot));
         }
     }
 }

@@ -211,7 +211,7 @@ impl ClientBuilder {
         if let Some(on_connect) = &self.on_connect {
             on_connect(&ws);
         }
-        pending.run_owned(stream, leftover, Box::new(()));
+        pending.run_owned(stream, leftover, crate::limits::HeldSlots::default());
         log::debug!("client session {} connected to {}", ws.id(), self.url);
         Ok(ws)
     }

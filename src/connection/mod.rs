@@ -33,6 +33,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::config::Config;
+use crate::limits::HeldSlots;
 use crate::metrics::Metrics;
 use crate::protocol::deflate::{Agreed, Deflating, Params};
 use crate::protocol::Role;
@@ -92,15 +93,15 @@ impl Pending {
     }
 
     /// The connection's state, starting now.
-    fn state(&self, watch_writes: bool, guard: Box<dyn Send>) -> ConnState {
+    fn state(&self, watch_writes: bool, slots: HeldSlots) -> ConnState {
         let shared = self.ws.shared.clone();
-        ConnState::new(shared, self.config.clone(), Instant::now(), watch_writes, guard)
+        ConnState::new(shared, self.config.clone(), Instant::now(), watch_writes, slots)
     }
 
     /// Starts the connection on a socket it owns (`leftover` is what the peer sent after its
     /// handshake), as a task on the current actix arbiter. `guard` is dropped when it ends.
-    pub(crate) fn run_owned<S: Transport>(self, io: S, leftover: Bytes, guard: Box<dyn Send>) {
-        let state = self.state(false, guard);
+    pub(crate) fn run_owned<S: Transport>(self, io: S, leftover: Bytes, slots: HeldSlots) {
+        let state = self.state(false, slots);
         let session = self.into_session();
         actix_rt::spawn(Driver::new(io, state, session, leftover));
     }
@@ -108,14 +109,14 @@ impl Pending {
     /// Starts the connection under actix-web's `HttpServer`: a task on the current arbiter reads
     /// `payload`; the answer is the 101 response's body. `socket` is the handle `on_connect` left,
     /// if any; `guard` is dropped when the connection ends.
-    pub(crate) fn run_dispatched<P, B, E>(self, payload: P, socket: RawSocket, guard: Box<dyn Send>) -> OutboundBody
+    pub(crate) fn run_dispatched<P, B, E>(self, payload: P, socket: RawSocket, slots: HeldSlots) -> OutboundBody
     where
         P: Stream<Item = Result<B, E>> + Unpin + 'static,
         B: Into<Bytes> + 'static,
         E: std::fmt::Display + 'static,
     {
         let body = OutboundBody::new(self.ws.shared.outbound.clone());
-        let state = self.state(true, guard);
+        let state = self.state(true, slots);
         let session = self.into_session();
         let payload = futures_util::StreamExt::map(payload, |item| item.map(Into::into));
         actix_rt::spawn(Dispatched::new(payload, state, session, socket));

@@ -85,24 +85,11 @@ impl CallbackSession {
 
 impl Session for CallbackSession {
     fn event(&mut self, event: Event) -> Result<(), Panicked> {
-        let shared = &self.ws.shared;
         match event {
-            Event::Text(text) => {
-                let callback = shared.callbacks.lock().text.clone();
-                callbacks::call(callback, &self.ws, text)
-            }
-            Event::Binary(bytes) => {
-                let callback = shared.callbacks.lock().binary.clone();
-                callbacks::call(callback, &self.ws, bytes)
-            }
-            Event::Ping(payload) => {
-                let callback = shared.callbacks.lock().ping.clone();
-                callbacks::call(callback, &self.ws, payload)
-            }
-            Event::Pong(payload) => {
-                let callback = shared.callbacks.lock().pong.clone();
-                callbacks::call(callback, &self.ws, payload)
-            }
+            Event::Text(text) => callbacks::call(&self.ws, |c| &mut c.text, text),
+            Event::Binary(bytes) => callbacks::call(&self.ws, |c| &mut c.binary, bytes),
+            Event::Ping(payload) => callbacks::call(&self.ws, |c| &mut c.ping, payload),
+            Event::Pong(payload) => callbacks::call(&self.ws, |c| &mut c.pong, payload),
             Event::Close(_) => Ok(()),
         }
     }

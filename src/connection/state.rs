@@ -17,6 +17,7 @@ use bytes::Buf;
 use super::outbound::{Chunk, CloseState, Phase};
 use super::timers::{Due, Timers};
 use crate::config::Config;
+use crate::limits::HeldSlots;
 use crate::protocol::deflate::Inflating;
 use crate::protocol::{CloseCode, CloseFrame, Decoder, Event, Input, OpCode, ProtocolError};
 use crate::socket::Shared;
@@ -49,7 +50,7 @@ pub(crate) struct ConnState {
     /// rather than with two atomic adds per message.
     received: (u64, u64),
     /// Released when the connection ends: its connection slots.
-    _guard: Box<dyn Send>,
+    _slots: HeldSlots,
 }
 
 /// Whether the queue moved, for drivers that cannot see the socket.
@@ -63,13 +64,13 @@ struct WriteWatch {
 
 impl ConnState {
     /// The state of a connection opened at `now`. `watch_writes` for a driver that cannot see
-    /// the socket: the state then watches that its queue is taken. `guard` is dropped with it.
+    /// the socket: the state then watches that its queue is taken. `slots` are released with it.
     pub(crate) fn new(
         shared: Arc<Shared>,
         config: Arc<Config>,
         now: Instant,
         watch_writes: bool,
-        guard: Box<dyn Send>,
+        slots: HeldSlots,
     ) -> ConnState {
         let mut decoder = Decoder::new(shared.role, config.max_frame_size, config.max_message_size);
         if let Some(deflate) = &shared.deflate {
@@ -87,7 +88,7 @@ impl ConnState {
             in_flight: VecDeque::new(),
             watch: watch_writes.then(Box::default),
             received: (0, 0),
-            _guard: guard,
+            _slots: slots,
         }
     }
 

@@ -14,6 +14,7 @@ use futures_util::Stream;
 
 use crate::config::Config;
 use crate::handshake::{self, Policy};
+use crate::limits::HeldSlots;
 use crate::route;
 
 use super::inbox::{Inbox, InboxStream};
@@ -187,6 +188,6 @@ where
     let (addr, session) = ActorSession::new(actor, ctx, mailbox, restart, config);
     pending.set_session(Box::new(session));
     log::debug!("session {} (actor) upgraded on {name}", ws.id());
-    let response = route::start(pending, hub, req, Box::pin(stream), response, Box::new(()));
+    let response = route::start(pending, hub, req, Box::pin(stream), response, HeldSlots::default());
     Ok((addr, response))
 }

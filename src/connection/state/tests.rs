@@ -18,7 +18,7 @@ fn server(config: Config, t0: Instant) -> ConnState {
         Arc::new(Metrics::default()),
         None,
     ));
-    ConnState::new(shared, Arc::new(config), t0, false, Box::new(()))
+    ConnState::new(shared, Arc::new(config), t0, false, crate::limits::HeldSlots::default())
 }
 
 /// A masked client frame.
