@@ -11,6 +11,7 @@
 #       echo ws://127.0.0.1:PORT/echo --connections 64 --in-flight 16 --size 32 --seconds 4
 #
 # Build first: cargo build --release --example bench_server && cargo build --release -p switchboard-bench
+# (the load generator is taken from target/$PROFILE, release unless PROFILE says otherwise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -27,7 +28,7 @@ done
 cpu() { awk '{print $14, $15}' "/proc/$pid/stat"; }
 before=$(cpu)
 times=$(mktemp)
-result=$(taskset -c 1 /usr/bin/time -f "%U %S" -o "$times" target/release/loadgen "${@//PORT/$port}" 2>/dev/null)
+result=$(taskset -c 1 /usr/bin/time -f "%U %S" -o "$times" "target/${PROFILE:-release}/loadgen" "${@//PORT/$port}" 2>/dev/null)
 after=$(cpu)
 python3 - "$result" $before $after $(cat "$times") <<'PY'
 import json, os, sys

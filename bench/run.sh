@@ -9,7 +9,9 @@
 #   SERVERS="switchboard tungstenite" CASES='^echo-64k$' bench/run.sh 3 5
 # To compare with an earlier build of the benchmark server (before and after a change), point
 # BASELINE_BIN at its binary and name the server `baseline`:
-#   BASELINE_BIN=/tmp/base/target/release/examples/bench_server SERVERS="switchboard baseline" bench/run.sh 5 5
+#   BASELINE_BIN=/tmp/base/target/release-lto/examples/bench_server SERVERS="switchboard baseline" bench/run.sh 5 5
+# Every Rust binary is built with the workspace's `release-lto` profile (fat LTO, one codegen
+# unit; build the baseline the same way); PROFILE=release measures the plain release profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
@@ -23,10 +25,11 @@ cases=${CASES:-.}
 : > "$results"
 raise_fd_limit
 
-cargo build --release --example bench_server -p switchboard
-cargo build --release -p switchboard-bench
+profile=${PROFILE:-release-lto}
+cargo build --profile "$profile" --example bench_server -p switchboard
+cargo build --profile "$profile" -p switchboard-bench
 if [[ " $servers " == *" node-ws "* ]]; then bench/node/install.sh; fi
-bin=target/release
+bin=target/$profile
 
 server_pid=
 stop_server() {
