@@ -99,7 +99,7 @@ impl Pending {
     }
 
     /// Starts the connection on a socket it owns (`leftover` is what the peer sent after its
-    /// handshake), as a task on the current actix arbiter. `guard` is dropped when it ends.
+    /// handshake), as a task on the current actix arbiter. `slots` are released when it ends.
     pub(crate) fn run_owned<S: Transport>(self, io: S, leftover: Bytes, slots: HeldSlots) {
         let state = self.state(false, slots);
         let session = self.into_session();
@@ -108,7 +108,7 @@ impl Pending {
 
     /// Starts the connection under actix-web's `HttpServer`: a task on the current arbiter reads
     /// `payload`; the answer is the 101 response's body. `socket` is the handle `on_connect` left,
-    /// if any; `guard` is dropped when the connection ends.
+    /// if any; `slots` are released when the connection ends.
     pub(crate) fn run_dispatched<P, B, E>(self, payload: P, socket: RawSocket, slots: HeldSlots) -> OutboundBody
     where
         P: Stream<Item = Result<B, E>> + Unpin + 'static,
