@@ -50,6 +50,22 @@ fn loadgen(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).expect("one JSON line")
 }
 
+/// One second of broadcasts at `rate` (0: flat out) to 20 subscribers of `url`.
+fn broadcast_to_20(url: &str, rate: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "broadcast",
+        url,
+        "--subscribers",
+        "20",
+        "--rate",
+        rate,
+        "--seconds",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    loadgen(&args)
+}
+
 /// Something was published, and each of `subscribers` got all of it.
 fn assert_every_subscriber_got_everything(result: &serde_json::Value, subscribers: u64) {
     let published = result["published"].as_u64().unwrap_or(0);
@@ -102,16 +118,7 @@ fn every_broadcast_is_delivered_to_every_subscriber() {
         let peer = Peer::start(binary);
         let url = format!("ws://{}/broadcast", peer.addr);
         for rate in ["100", "0"] {
-            let result = loadgen(&[
-                "broadcast",
-                &url,
-                "--subscribers",
-                "20",
-                "--rate",
-                rate,
-                "--seconds",
-                "1",
-            ]);
+            let result = broadcast_to_20(&url, rate, &[]);
             assert_every_subscriber_got_everything(&result, 20);
         }
     }
@@ -154,19 +161,7 @@ fn start_node_ws(extra: &[&str]) -> (Peer, String) {
 fn compressed_broadcasts_from_a_third_party_server_are_inflated_and_counted() {
     let (_peer, addr) = start_node_ws(&["--deflate"]);
     let url = format!("ws://{addr}/broadcast");
-    let result = loadgen(&[
-        "broadcast",
-        &url,
-        "--subscribers",
-        "20",
-        "--rate",
-        "50",
-        "--json-size",
-        "1024",
-        "--deflate",
-        "--seconds",
-        "1",
-    ]);
+    let result = broadcast_to_20(&url, "50", &["--json-size", "1024", "--deflate"]);
     assert_every_subscriber_got_everything(&result, 20);
     // Compressed on the wire: chat text shrinks to well under half.
     let wire = result["wire_bytes_per_message"].as_f64().unwrap_or(0.0);
