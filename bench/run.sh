@@ -9,9 +9,11 @@
 #   SERVERS="switchboard tungstenite" CASES='^echo-64k$' bench/run.sh 3 5
 # To compare with an earlier build of the benchmark server (before and after a change), point
 # BASELINE_BIN at its binary and name the server `baseline`:
-#   BASELINE_BIN=/tmp/base/target/release-lto/examples/bench_server SERVERS="switchboard baseline" bench/run.sh 5 5
+#   BASELINE_BIN=/tmp/base/target/release/examples/bench_server SERVERS="switchboard baseline" bench/run.sh 5 5
 # Every Rust binary is built with the workspace's `release-lto` profile (fat LTO, one codegen
-# unit; build the baseline the same way); PROFILE=release measures the plain release profile.
+# unit); build the baseline the same way, which for a commit older than that profile is
+# `CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build --release
+# --example bench_server`. PROFILE=release measures the plain release profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
