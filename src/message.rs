@@ -220,8 +220,8 @@ impl Outgoing {
     /// The encoded frame, made by `encode` on the first call and shared after that.
     ///
     /// Every caller must pass the same encoding (an unmasked server frame).
-    pub(crate) fn frame(&self, encode: impl FnOnce(&Message) -> Bytes) -> Bytes {
-        self.0.frame.get_or_init(|| encode(&self.0.message)).clone()
+    pub(crate) fn frame(&self, encode: impl FnOnce(&Message) -> Bytes) -> &Bytes {
+        self.0.frame.get_or_init(|| encode(&self.0.message))
     }
 }
 

@@ -39,15 +39,18 @@ pub struct WebSocket {
 pub(crate) struct Shared {
     pub(crate) id: SessionId,
     pub(crate) role: Role,
-    pub(crate) protocol: Option<String>,
+    /// The subprotocol agreed on. A `Box<str>`: 8 bytes smaller than a `String`.
+    pub(crate) protocol: Option<Box<str>>,
     /// The frames waiting for the socket, and the close state.
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) callbacks: Mutex<Callbacks>,
     pub(crate) metrics: Arc<Metrics>,
     /// The hub a server session is registered with, to leave when it ends.
     hub: OnceLock<Membership>,
-    /// Where hub messages go instead of the queue, once a session actor intercepts them.
-    interceptor: OnceLock<Interceptor>,
+    /// Where hub messages go instead of the queue, once a session actor intercepts them. Boxed
+    /// again (a thin pointer): with this and `protocol`, the handle's allocation is 176 bytes,
+    /// not 192, in every connection.
+    interceptor: OnceLock<Box<Interceptor>>,
     /// permessage-deflate, when the handshake agreed on it. Boxed: a connection without it
     /// holds 8 bytes here, not 168.
     pub(crate) deflate: Option<Box<Deflating>>,
@@ -68,7 +71,7 @@ impl Shared {
         Shared {
             id: SessionId::next(),
             role,
-            protocol,
+            protocol: protocol.map(String::into_boxed_str),
             outbound: Outbound::new(limit),
             callbacks: Mutex::new(Callbacks::default()),
             metrics,
@@ -111,7 +114,7 @@ impl Shared {
         if let Some(deflate) = self.compresses(payload.len()).filter(|_| may_compress) {
             let mask = client.then(protocol::random_mask);
             self.metrics.compressed();
-            return deflate.frame(opcode, payload, mask, |frame| self.push_frame(frame));
+            return deflate.frame(opcode, payload, mask, |frame| self.push_frame(&frame));
         }
         let len = protocol::frame_len(payload.len(), client);
         if len <= COALESCE_MAX {
@@ -124,7 +127,7 @@ impl Shared {
         }
         if client {
             let frame = self.encode(opcode, payload);
-            return self.push_data(len, |queue| queue.push(frame));
+            return self.push_data(len, |queue| queue.push(&frame));
         }
         let mut head = bytes::BytesMut::with_capacity(protocol::MAX_HEADER_LEN);
         protocol::encode_unmasked_header(&mut head, opcode, true, payload.len());
@@ -141,7 +144,7 @@ impl Shared {
     }
 
     /// Queues an encoded data frame.
-    fn push_frame(&self, frame: Bytes) -> Result<u64, PushError> {
+    fn push_frame(&self, frame: &Bytes) -> Result<u64, PushError> {
         self.push_data(frame.len(), |queue| queue.push(frame))
     }
 
@@ -171,7 +174,7 @@ impl Shared {
     /// with 1008 and a closed one drops it.
     pub(crate) fn push_control(&self, opcode: OpCode, payload: &[u8]) {
         let frame = self.encode(opcode, payload);
-        if self.outbound.push(frame) == Err(PushError::Full) {
+        if self.outbound.push(&frame) == Err(PushError::Full) {
             self.queue_full();
         }
     }
@@ -179,7 +182,7 @@ impl Shared {
     /// From now on, hub messages for this session go to `interceptor`. Set once; a second call
     /// is ignored.
     pub(crate) fn intercept(&self, interceptor: Interceptor) {
-        if self.interceptor.set(interceptor).is_err() {
+        if self.interceptor.set(Box::new(interceptor)).is_err() {
             log::debug!("session {}: broadcasts are intercepted already", self.id);
         }
     }
@@ -236,16 +239,16 @@ impl SessionSink for Shared {
                     let (opcode, payload) = frame_parts(m);
                     deflate.frame(opcode, payload, None, |frame| frame)
                 });
-                self.push_frame(frame)
+                self.push_frame(&frame)
             }
             (Some(deflate), role) => {
                 self.metrics.compressed();
                 let mask = (role == Role::Client).then(protocol::random_mask);
-                deflate.frame(opcode, payload, mask, |frame| self.push_frame(frame))
+                deflate.frame(opcode, payload, mask, |frame| self.push_frame(&frame))
             }
             // A server's frames are the same bytes for every recipient: encode once, share.
             (None, Role::Server) => self.push_frame(message.frame(|m| self.encode_message(m))),
-            (None, Role::Client) => self.push_frame(self.encode_message(message.message())),
+            (None, Role::Client) => self.push_frame(&self.encode_message(message.message())),
         };
         match pushed {
             Ok(_) => Ok(()),
@@ -325,7 +328,7 @@ impl WebSocket {
             return SendFuture::failed(SendError::PingTooLong(Message::Binary(payload)));
         }
         let frame = self.shared.encode(OpCode::Ping, &payload);
-        match self.shared.outbound.push(frame) {
+        match self.shared.outbound.push(&frame) {
             Ok(seq) => SendFuture::pending(self.shared.outbound.clone(), seq, Message::Binary(payload)),
             Err(PushError::Closed) => SendFuture::failed(SendError::Closed(Message::Binary(payload))),
             Err(PushError::Full) => {

@@ -58,7 +58,9 @@ pub(crate) struct Frames {
     /// Small frames queued after the last chunk, back to back: the next chunk.
     open: BytesMut,
     /// Pongs waiting, at most [`PONGS_MAX`]; they go out ahead of queued data, between frames.
-    pongs: VecDeque<Bytes>,
+    /// A `Vec`, 8 bytes smaller than a `VecDeque` in every connection's queue; taking the first
+    /// of at most 16 moves the rest, rarely and cheaply.
+    pongs: Vec<Bytes>,
     /// Bytes waiting, pongs included.
     pub(crate) queued_bytes: usize,
     /// The most bytes that may wait.
@@ -116,7 +118,7 @@ impl Frames {
     pub(crate) fn push_pong(&mut self, pong: Bytes) -> bool {
         let full = self.pongs.len() >= PONGS_MAX;
         let replaced = if full {
-            self.pongs.back().map_or(0, Bytes::len)
+            self.pongs.last().map_or(0, Bytes::len)
         } else {
             0
         };
@@ -124,10 +126,10 @@ impl Frames {
             return false;
         }
         if full {
-            self.pongs.pop_back();
+            self.pongs.pop();
         }
         self.queued_bytes = self.queued_bytes - replaced + pong.len();
-        self.pongs.push_back(pong);
+        self.pongs.push(pong);
         true
     }
 
@@ -184,7 +186,8 @@ impl Frames {
     /// The next chunk to write: a pong, else the oldest queued chunk, else the open buffer's
     /// frames as one. Never called between a frame's header and its payload.
     fn next_chunk(&mut self) -> Option<Chunk> {
-        let chunk = match self.pongs.pop_front() {
+        let pong = (!self.pongs.is_empty()).then(|| self.pongs.remove(0));
+        let chunk = match pong {
             Some(pong) => Chunk::new(pong, None),
             None => match self.chunks.pop_front() {
                 Some(chunk) => chunk,

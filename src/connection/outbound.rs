@@ -85,10 +85,19 @@ struct State {
     /// A driver that does not write itself (under actix-web's `HttpServer`), waiting for the
     /// close state to change or the queue to drain.
     watcher: Option<Waker>,
+    /// The futures waiting on the queue, once one has.
+    waiters: Option<Box<Waiters>>,
+}
+
+/// Futures waiting on one connection's queue. Boxed, and allocated by the first future that
+/// waits: a connection whose sends nobody awaits holds 8 bytes for them, not 48 (idle memory,
+/// docs/benchmarks.md).
+#[derive(Debug, Default)]
+struct Waiters {
     /// Send futures waiting for their frame to be written.
-    waiters: Vec<(u64, Waker)>,
+    sends: Vec<(u64, Waker)>,
     /// `closed()` futures waiting for the connection to end.
-    closed_waiters: Vec<Waker>,
+    closed: Vec<Waker>,
 }
 
 impl State {
@@ -100,6 +109,25 @@ impl State {
     /// Closed, with nothing left to hand out (or aborted).
     fn drained(&self) -> bool {
         self.aborted || (self.frames.queued_bytes == 0 && matches!(self.close, CloseState::Closed(_)))
+    }
+
+    /// The waiting futures, allocated on first use.
+    fn waiters(&mut self) -> &mut Waiters {
+        self.waiters.get_or_insert_with(Box::default)
+    }
+
+    /// Hands every waiting send future to `wake` (their frames were written or are lost).
+    fn release_sends(&mut self, wake: &mut Wake) {
+        if let Some(waiters) = self.waiters.as_mut() {
+            wake.0.extend(waiters.sends.drain(..).map(|(_, waker)| waker));
+        }
+    }
+
+    /// Hands every `closed()` future to `wake`.
+    fn release_closed(&mut self, wake: &mut Wake) {
+        if let Some(waiters) = self.waiters.as_mut() {
+            wake.0.append(&mut waiters.closed);
+        }
     }
 
     fn phase(&self) -> Phase {
@@ -159,17 +187,19 @@ impl Outbound {
     }
 
     /// Queues the encoded `frame` and answers its sequence number. Pings count against the limit
-    /// like data.
+    /// like data. A small frame is copied and `frame` left untouched, so that a broadcast's one
+    /// shared frame is not cloned and dropped for each recipient (an atomic operation each, on
+    /// one cache line for all of them).
     ///
     /// # Errors
     ///
     /// [`PushError::Closed`] unless the connection is open, [`PushError::Full`] past the limit.
-    pub(crate) fn push(&self, frame: Bytes) -> Result<u64, PushError> {
+    pub(crate) fn push(&self, frame: &Bytes) -> Result<u64, PushError> {
         let len = frame.len();
         if len <= COALESCE_MAX {
-            return self.push_encoded(len, |open| open.extend_from_slice(&frame));
+            return self.push_encoded(len, |open| open.extend_from_slice(frame));
         }
-        self.push_parts(frame, Bytes::new())
+        self.push_parts(frame.clone(), Bytes::new())
     }
 
     /// Queues a frame of `len` bytes that `encode` appends to the buffer it is given, as
@@ -248,7 +278,7 @@ impl Outbound {
                 CloseState::Open => {
                     if clear {
                         state.frames.clear();
-                        wake.0.extend(state.waiters.drain(..).map(|(_, w)| w));
+                        state.release_sends(wake);
                     }
                     if let Some(answer) = answer.filter(|_| !state.aborted) {
                         state.frames.push_chunks(answer.len(), answer, Bytes::new());
@@ -260,7 +290,7 @@ impl Outbound {
                 CloseState::Closed(record) => record,
             };
             state.close = CloseState::Closed(record.clone());
-            wake.0.append(&mut state.closed_waiters);
+            state.release_closed(wake);
             wake.add(state.writer.take());
             wake.add(state.watcher.take());
             record
@@ -273,10 +303,10 @@ impl Outbound {
         self.update(|state, wake| {
             state.aborted = true;
             state.frames.drop_all();
-            wake.0.extend(state.waiters.drain(..).map(|(_, w)| w));
+            state.release_sends(wake);
             if !matches!(state.close, CloseState::Closed(_)) {
                 state.close = CloseState::Closed(frame);
-                wake.0.append(&mut state.closed_waiters);
+                state.release_closed(wake);
             }
             wake.add(state.writer.take());
             wake.add(state.watcher.take());
@@ -311,8 +341,9 @@ impl Outbound {
         if let CloseState::Closed(record) = &state.close {
             return Poll::Ready(record.clone());
         }
-        if !state.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            state.closed_waiters.push(cx.waker().clone());
+        let closed = &mut state.waiters().closed;
+        if !closed.iter().any(|w| w.will_wake(cx.waker())) {
+            closed.push(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -330,9 +361,10 @@ impl Outbound {
         if state.aborted || seq > state.frames.pushed {
             return Poll::Ready(Written::No);
         }
-        match state.waiters.iter_mut().find(|(s, _)| *s == seq) {
+        let sends = &mut state.waiters().sends;
+        match sends.iter_mut().find(|(s, _)| *s == seq) {
             Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => state.waiters.push((seq, cx.waker().clone())),
+            None => sends.push((seq, cx.waker().clone())),
         }
         Poll::Pending
     }
@@ -382,11 +414,11 @@ impl Outbound {
             return;
         }
         state.frames.written = seq;
-        if state.waiters.is_empty() {
+        let Some(waiters) = state.waiters.as_mut().filter(|w| !w.sends.is_empty()) else {
             return;
-        }
+        };
         let mut woken = Vec::new();
-        state.waiters.retain(|(waiting, waker)| {
+        waiters.sends.retain(|(waiting, waker)| {
             let done = *waiting <= seq;
             if done {
                 woken.push(waker.clone());

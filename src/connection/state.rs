@@ -43,12 +43,15 @@ pub(crate) struct ConnState {
     /// Chunks taken from the queue, not yet written whole; the first may be partly written.
     in_flight: VecDeque<Chunk>,
     /// The write timeout, for drivers that cannot see the socket (actix-web's dispatcher).
-    /// Boxed: the other connections' tasks stay within 640 bytes (`driver.rs`).
+    /// Boxed: the other connections' tasks stay within 512 bytes (`driver.rs`).
     watch: Option<Box<WriteWatch>>,
     /// Messages and their payload bytes received since they were last added to the shared
     /// metrics: added once per batch of events (when the decoder runs dry, and at the end)
-    /// rather than with two atomic adds per message.
-    received: (u64, u64),
+    /// rather than with two atomic adds per message. The count is 32 bits, beside the flags
+    /// below, to keep the task in tokio's 512-byte class (`driver.rs`); it is added early
+    /// should a batch ever reach its maximum.
+    received_messages: u32,
+    received_bytes: u64,
     /// Released when the connection ends: its connection slots.
     _slots: HeldSlots,
 }
@@ -87,7 +90,8 @@ impl ConnState {
             closing: false,
             in_flight: VecDeque::new(),
             watch: watch_writes.then(Box::default),
-            received: (0, 0),
+            received_messages: 0,
+            received_bytes: 0,
             _slots: slots,
         }
     }
@@ -158,10 +162,20 @@ impl ConnState {
 
     /// Adds what was received since the last call to the shared metrics.
     fn count_received(&mut self) {
-        let (messages, bytes) = std::mem::take(&mut self.received);
+        let messages = std::mem::take(&mut self.received_messages);
+        let bytes = std::mem::take(&mut self.received_bytes);
         if messages > 0 {
-            self.shared.metrics.messages_in(messages, bytes);
+            self.shared.metrics.messages_in(u64::from(messages), bytes);
         }
+    }
+
+    /// Counts one message of `len` payload bytes received.
+    fn received(&mut self, len: usize) {
+        if self.received_messages == u32::MAX {
+            self.count_received();
+        }
+        self.received_messages += 1;
+        self.received_bytes += len as u64;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
@@ -169,13 +183,11 @@ impl ConnState {
         match event {
             Event::Text(text) => {
                 self.timers.message(now);
-                self.received.0 += 1;
-                self.received.1 += text.len() as u64;
+                self.received(text.len());
             }
             Event::Binary(bytes) => {
                 self.timers.message(now);
-                self.received.0 += 1;
-                self.received.1 += bytes.len() as u64;
+                self.received(bytes.len());
             }
             // A few pongs wait at most; refused once our close is queued, when no pong may
             // follow it, and when the queue is full (then the connection fails, 1008).
@@ -304,7 +316,7 @@ impl ConnState {
                 Due::Ping(n) => {
                     // Refused when the queue is full (the peer does not read): the pong clock
                     // runs all the same, no answer can come.
-                    let _ = shared.outbound.push(shared.encode(OpCode::Ping, &n.to_be_bytes()));
+                    let _ = shared.outbound.push(&shared.encode(OpCode::Ping, &n.to_be_bytes()));
                     if let Some(deflate) = &shared.deflate {
                         deflate.release_if_unused();
                     }

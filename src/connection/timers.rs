@@ -5,6 +5,8 @@
 //! its actor busy, and under such a flood actix's timers were seen not to fire for over a second
 //! while the deadlines passed (tests/hostile.rs, the ping flood).
 
+use std::num::NonZeroU64;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -27,23 +29,64 @@ pub(crate) enum Due {
 }
 
 /// The deadlines of one connection. The durations come from the connection's [`Config`], passed
-/// in on each call rather than copied here: every idle connection holds one of these.
+/// in on each call rather than copied here: every idle connection holds one of these, which is
+/// also why its points in time are [`Tick`]s.
 #[derive(Debug)]
 pub(crate) struct Timers {
     /// Whether the queue's progress is checked (transports that do not see the socket).
     watch_writes: bool,
     /// The idle clock runs (it stops once the connection is closing).
     idle: bool,
-    next_ping: Option<Instant>,
-    /// Keepalive pings sent; each carries its number, which the peer's pong must echo.
-    pings: u64,
+    next_ping: Option<Tick>,
+    /// Keepalive pings sent; each carries its number (as 8 bytes), which the peer's pong must
+    /// echo. 32 bits keep `Timers` at 56 bytes; at one ping a second they last 136 years, and
+    /// past that the count stays at its maximum, still echoed.
+    pings: u32,
     /// Since when a keepalive ping has waited for its answer.
-    unanswered_since: Option<Instant>,
-    last_message: Instant,
-    close_deadline: Option<Instant>,
-    next_write_check: Option<Instant>,
+    unanswered_since: Option<Tick>,
+    last_message: Tick,
+    close_deadline: Option<Tick>,
+    next_write_check: Option<Tick>,
     /// Since when the socket has taken no byte of what waits to be written.
-    write_stalled_since: Option<Instant>,
+    write_stalled_since: Option<Tick>,
+}
+
+/// A point in time as nanoseconds since the process's [`epoch`], plus one: never zero, so an
+/// `Option<Tick>` takes 8 bytes where an `Option<Instant>` takes 16. With six of them a
+/// connection's task fits tokio's 512-byte size class instead of 640 (`driver.rs`). 64 bits of
+/// nanoseconds last 584 years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Tick(NonZeroU64);
+
+/// How far before the first connection the epoch lies, so that every instant a test or a
+/// connection passes in comes after it (instants before it would count as the epoch itself).
+const EPOCH_BACKDATE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The time origin of every [`Tick`]: a day before the first clock was read, or the boot time of
+/// a system too young for that.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(EPOCH_BACKDATE).unwrap_or(now)
+    })
+}
+
+impl Tick {
+    fn at(instant: Instant) -> Tick {
+        let nanos = instant.saturating_duration_since(epoch()).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1);
+        Tick(NonZeroU64::MIN.saturating_add(nanos))
+    }
+
+    fn instant(self) -> Instant {
+        epoch() + Duration::from_nanos(self.0.get() - 1)
+    }
+
+    fn plus(self, duration: Duration) -> Tick {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        Tick(self.0.saturating_add(nanos))
+    }
 }
 
 /// How many times per write timeout a transport that does not see the socket looks whether its
@@ -65,19 +108,19 @@ impl Timers {
         Timers {
             watch_writes,
             idle: true,
-            next_ping: config.ping_interval.map(|i| now + i),
+            next_ping: config.ping_interval.map(|i| Tick::at(now + i)),
             pings: 0,
             unanswered_since: None,
-            last_message: now,
+            last_message: Tick::at(now),
             close_deadline: None,
-            next_write_check: write_check(config, watch_writes).map(|c| now + c),
+            next_write_check: write_check(config, watch_writes).map(|c| Tick::at(now + c)),
             write_stalled_since: None,
         }
     }
 
     /// A text or binary message arrived: the idle clock starts again.
     pub(crate) fn message(&mut self, now: Instant) {
-        self.last_message = now;
+        self.last_message = Tick::at(now);
     }
 
     /// A pong arrived. If it echoes one of our keepalive pings (their numbers run from 1 to the
@@ -85,7 +128,7 @@ impl Timers {
     /// answers to the application's own pings) prove nothing about reading.
     pub(crate) fn pong(&mut self, payload: &[u8]) {
         let echoed = <[u8; 8]>::try_from(payload).map(u64::from_be_bytes);
-        if echoed.is_ok_and(|n| (1..=self.pings).contains(&n)) {
+        if echoed.is_ok_and(|n| (1..=u64::from(self.pings)).contains(&n)) {
             self.unanswered_since = None;
         }
     }
@@ -93,7 +136,7 @@ impl Timers {
     /// The connection started closing (or failed) at `now`: it must be gone by the close timeout.
     /// Keepalive and idle stop; a later call keeps the first deadline.
     pub(crate) fn closing(&mut self, config: &Config, now: Instant) {
-        self.close_deadline.get_or_insert(now + config.close_timeout);
+        self.close_deadline.get_or_insert(Tick::at(now + config.close_timeout));
         self.next_ping = None;
         self.unanswered_since = None;
         self.idle = false;
@@ -101,7 +144,7 @@ impl Timers {
 
     /// A write is waiting for the socket at `now` (the first such `now` counts).
     pub(crate) fn write_blocked(&mut self, now: Instant) {
-        self.write_stalled_since.get_or_insert(now);
+        self.write_stalled_since.get_or_insert(Tick::at(now));
     }
 
     /// The socket took bytes, or nothing waits for it any more.
@@ -112,27 +155,28 @@ impl Timers {
     /// The most urgent thing due at `now`, if any. Each is answered once: a timeout is taken, a
     /// ping or a write check schedules the next one.
     pub(crate) fn due(&mut self, config: &Config, now: Instant) -> Option<Due> {
+        let now = Tick::at(now);
         if self.close_deadline.is_some_and(|d| now >= d) {
             self.close_deadline = None;
             return Some(Due::CloseTimeout);
         }
         if self
             .unanswered_since
-            .is_some_and(|since| now >= since + config.pong_timeout)
+            .is_some_and(|since| now >= since.plus(config.pong_timeout))
         {
             self.unanswered_since = None;
             self.next_ping = None;
             return Some(Due::KeepaliveTimeout);
         }
         if let (Some(since), Some(timeout)) = (self.write_stalled_since, config.write_timeout) {
-            if now >= since + timeout {
+            if now >= since.plus(timeout) {
                 self.write_stalled_since = None;
                 return Some(Due::WriteTimeout);
             }
         }
         if let (Some(at), Some(every)) = (self.next_write_check, write_check(config, self.watch_writes)) {
             if now >= at {
-                self.next_write_check = Some(now + every);
+                self.next_write_check = Some(now.plus(every));
                 return Some(Due::WriteCheck);
             }
         }
@@ -142,37 +186,38 @@ impl Timers {
         }
         if let (Some(at), Some(every)) = (self.next_ping, config.ping_interval) {
             if now >= at {
-                self.next_ping = Some(now + every);
-                self.pings += 1;
+                self.next_ping = Some(now.plus(every));
+                self.pings = self.pings.saturating_add(1);
                 self.unanswered_since.get_or_insert(now);
-                return Some(Due::Ping(self.pings));
+                return Some(Due::Ping(u64::from(self.pings)));
             }
         }
         None
     }
 
-    fn idle_deadline(&self, config: &Config) -> Option<Instant> {
+    fn idle_deadline(&self, config: &Config) -> Option<Tick> {
         config
             .idle_timeout
             .filter(|_| self.idle)
-            .map(|idle| self.last_message + idle)
+            .map(|idle| self.last_message.plus(idle))
     }
 
     /// When something is next due, for the connection's timer.
     pub(crate) fn next_deadline(&self, config: &Config) -> Option<Instant> {
         [
             self.close_deadline,
-            self.unanswered_since.map(|since| since + config.pong_timeout),
+            self.unanswered_since.map(|since| since.plus(config.pong_timeout)),
             self.next_write_check,
             self.write_stalled_since
                 .zip(config.write_timeout)
-                .map(|(since, t)| since + t),
+                .map(|(since, t)| since.plus(t)),
             self.idle_deadline(config),
             self.next_ping,
         ]
         .into_iter()
         .flatten()
         .min()
+        .map(Tick::instant)
     }
 }
 
@@ -192,6 +237,16 @@ mod tests {
 
     fn secs(start: Instant, s: u64) -> Instant {
         start + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_tick_is_8_bytes_and_keeps_an_instant_to_the_nanosecond() {
+        assert_eq!(size_of::<Option<Tick>>(), 8);
+        let now = Instant::now();
+        assert_eq!(Tick::at(now).instant(), now);
+        let later = now + Duration::from_millis(1500);
+        assert_eq!(Tick::at(now).plus(Duration::from_millis(1500)), Tick::at(later));
+        assert!(Tick::at(now) < Tick::at(later));
     }
 
     #[test]

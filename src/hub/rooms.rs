@@ -108,13 +108,16 @@ impl Supervisor {
         let Some(ids) = self.rooms.members.get(room) else {
             return 0;
         };
-        let sessions = &self.sessions;
-        let fanout = self
-            .rooms
-            .fanouts
-            .entry(room.to_owned())
-            .or_insert_with(|| Arc::new(Fanout::of(ids, sessions)));
-        fanout.clone().deliver(message, except, &self.metrics)
+        // Looked up before inserting: a message to a room allocates no key.
+        let fanout = match self.rooms.fanouts.get(room) {
+            Some(fanout) => fanout.clone(),
+            None => {
+                let fanout = Arc::new(Fanout::of(ids, &self.sessions));
+                self.rooms.fanouts.insert(room.to_owned(), fanout.clone());
+                fanout
+            }
+        };
+        fanout.deliver(message, except, &self.metrics)
     }
 
     /// Tells the room's members about a join or leave, if a listener is set.

@@ -38,7 +38,7 @@ pub(crate) struct Supervisor {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) rooms: super::rooms::Rooms,
     /// Each route's sessions grouped by thread, built on the first broadcast after a change.
-    fanouts: HashMap<String, Arc<Fanout>>,
+    fanouts: HashMap<Arc<str>, Arc<Fanout>>,
     /// The broker to other nodes, if this hub is one node of several.
     pub(crate) remote: Option<super::remote::Remote>,
 }
@@ -92,14 +92,18 @@ impl Supervisor {
 
     /// Delivers `message` to the local sessions of `route` except `except`; answers how many.
     pub(crate) fn broadcast_local(&mut self, route: &str, message: &Outgoing, except: Option<SessionId>) -> usize {
-        let Some(members) = self.routes.get(route) else {
+        let Some((key, members)) = self.routes.get_key_value(route) else {
             return 0;
         };
-        let sessions = &self.sessions;
-        let fanout = self
-            .fanouts
-            .entry(route.to_owned())
-            .or_insert_with(|| Arc::new(Fanout::of(members, sessions)));
+        // Looked up before inserting: a broadcast allocates no key.
+        let fanout = match self.fanouts.get(route) {
+            Some(fanout) => fanout.clone(),
+            None => {
+                let fanout = Arc::new(Fanout::of(members, &self.sessions));
+                self.fanouts.insert(key.clone(), fanout.clone());
+                fanout
+            }
+        };
         fanout.deliver(message, except, &self.metrics)
     }
 

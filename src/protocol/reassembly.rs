@@ -27,7 +27,7 @@ pub(super) struct Reassembly {
 /// A compressed message (RSV1 on its first frame) is gathered compressed and inflated by
 /// `inflating` when its last frame arrives, refusing past `max_message` inflated bytes.
 pub(super) fn finish_frame(
-    message: &mut Option<Reassembly>,
+    message: &mut Option<Box<Reassembly>>,
     utf8: &mut Utf8Validator,
     inflating: Option<&mut Inflating>,
     max_message: usize,
@@ -48,11 +48,11 @@ pub(super) fn finish_frame(
             return message_event(utf8, header.opcode == OpCode::Text, payload).map(Some);
         }
         OpCode::Text | OpCode::Binary => {
-            *message = Some(Reassembly {
+            *message = Some(Box::new(Reassembly {
                 text: header.opcode == OpCode::Text,
                 compressed,
                 data: BytesMut::from(&payload[..]),
-            });
+            }));
             return Ok(None);
         }
         OpCode::Continuation => {

@@ -16,7 +16,8 @@ pub struct InvalidUtf8;
 pub struct Utf8Validator {
     /// The bytes of a character cut by the end of the last piece (a valid prefix, never complete).
     pending: [u8; MAX_CHAR],
-    pending_len: usize,
+    /// How many of `pending` are used: a byte, so that the validator takes 5 bytes, not 16.
+    pending_len: u8,
 }
 
 impl Utf8Validator {
@@ -40,7 +41,7 @@ impl Utf8Validator {
                 let tail = input.get(e.valid_up_to()..).unwrap_or_default();
                 let slot = self.pending.get_mut(..tail.len()).ok_or(InvalidUtf8)?;
                 slot.copy_from_slice(tail);
-                self.pending_len = tail.len();
+                self.pending_len = u8::try_from(tail.len()).map_err(|_| InvalidUtf8)?;
                 Ok(())
             }
         }
@@ -64,19 +65,18 @@ impl Utf8Validator {
     /// Adds bytes to the pending character; returns the input left after it.
     fn complete_pending<'a>(&mut self, input: &'a [u8]) -> Result<&'a [u8], InvalidUtf8> {
         let width = self.pending.first().copied().map_or(1, char_width);
-        let take = width.saturating_sub(self.pending_len).min(input.len());
+        let pending = usize::from(self.pending_len);
+        let take = width.saturating_sub(pending).min(input.len());
         let (head, rest) = input.split_at(take);
         let mut buf = self.pending;
-        let len = self.pending_len + take;
-        buf.get_mut(self.pending_len..len)
-            .ok_or(InvalidUtf8)?
-            .copy_from_slice(head);
+        let len = pending + take;
+        buf.get_mut(pending..len).ok_or(InvalidUtf8)?.copy_from_slice(head);
         match std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
             Ok(_) => self.pending_len = 0,
             Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
             Err(_) => {
                 self.pending = buf;
-                self.pending_len = len;
+                self.pending_len = u8::try_from(len).map_err(|_| InvalidUtf8)?;
             }
         }
         Ok(rest)

@@ -26,8 +26,8 @@ fn frame(code: u16) -> CloseFrame {
 #[test]
 fn a_frame_is_written_when_the_writer_says_so_not_when_it_takes_it() {
     let queue = Outbound::new(100);
-    let a = queue.push(data(b"aa")).unwrap();
-    let b = queue.push(data(b"bbb")).unwrap();
+    let a = queue.push(&data(b"aa")).unwrap();
+    let b = queue.push(&data(b"bbb")).unwrap();
     assert_eq!(take(&queue), (vec![data(b"aabbb")], false));
     assert_eq!(written(&queue, a), Poll::Pending, "taken is not written");
     queue.wrote(a);
@@ -40,10 +40,10 @@ fn a_frame_is_written_when_the_writer_says_so_not_when_it_takes_it() {
 #[test]
 fn nothing_follows_our_close_frame_and_the_peers_answer_ends_it() {
     let queue = Outbound::new(100);
-    queue.push(data(b"x")).unwrap();
+    queue.push(&data(b"x")).unwrap();
     assert!(queue.close(frame(4000), data(b"CLOSE"), true));
     assert_eq!(queue.phase(), Phase::Closing);
-    assert_eq!(queue.push(data(b"y")), Err(PushError::Closed));
+    assert_eq!(queue.push(&data(b"y")), Err(PushError::Closed));
     assert_eq!(queue.push_pong(data(b"p")), Err(PushError::Closed));
     assert!(!queue.close(frame(1000), data(b"AGAIN"), false), "one close frame");
     // The peer's answer: the record is ours, nothing more is queued.
@@ -56,7 +56,7 @@ fn nothing_follows_our_close_frame_and_the_peers_answer_ends_it() {
 #[test]
 fn the_peers_close_is_answered_and_a_failure_may_clear_what_waits() {
     let queue = Outbound::new(100);
-    let lost = queue.push(data(b"unread")).unwrap();
+    let lost = queue.push(&data(b"unread")).unwrap();
     let record = queue.end(frame(1008), Some(data(b"CLOSE")), true);
     assert_eq!(record.code, CloseCode::POLICY);
     assert_eq!(written(&queue, lost), Poll::Ready(Written::No));
@@ -70,7 +70,7 @@ fn the_peers_close_is_answered_and_a_failure_may_clear_what_waits() {
 #[test]
 fn an_abort_drops_everything_and_fails_the_sends() {
     let queue = Outbound::new(100);
-    let a = queue.push(data(b"x")).unwrap();
+    let a = queue.push(&data(b"x")).unwrap();
     queue.abort(frame(1006));
     assert_eq!(written(&queue, a), Poll::Ready(Written::No));
     assert_eq!(queue.queued_bytes(), 0);
@@ -97,7 +97,7 @@ fn wakers_hear_of_frames_the_close_and_the_drain() {
     let queue = Outbound::new(100);
     let mut into = VecDeque::new();
     assert!(!queue.take(&mut into, 64, usize::MAX, Some(&mut Context::from_waker(&writer_waker))));
-    queue.push(data(b"x")).unwrap();
+    queue.push(&data(b"x")).unwrap();
     assert_eq!(writer.0.load(AtomicOrdering::SeqCst), 1, "a push wakes the writer");
     assert!(!queue.poll_drained(&mut Context::from_waker(&watcher_waker)));
     queue.end(frame(1000), Some(data(b"CLOSE")), false);

@@ -102,7 +102,7 @@ fn a_protocol_error_fails_the_connection_with_its_code_after_what_was_queued() {
     let shared = state.shared().clone();
     shared
         .outbound
-        .push(shared.encode(OpCode::Text, b"queued before"))
+        .push(&shared.encode(OpCode::Text, b"queued before"))
         .unwrap();
     let mut wire = BytesMut::from(&[0x81u8, 0x02, b'h', b'i'][..]); // not masked
     wire.extend_from_slice(&client_frame(OpCode::Text, true, b"never read"));
