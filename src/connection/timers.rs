@@ -62,8 +62,8 @@ struct Tick(NonZeroU64);
 /// connection passes in comes after it (instants before it would count as the epoch itself).
 const EPOCH_BACKDATE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The time origin of every [`Tick`]: a day before the first clock was read, or the boot time of
-/// a system too young for that.
+/// The time origin of every [`Tick`]: a day before the first clock was read (or that first
+/// reading itself, where the monotonic clock cannot go back a day).
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(|| {
