@@ -108,12 +108,12 @@ impl Timers {
         Timers {
             watch_writes,
             idle: true,
-            next_ping: config.ping_interval.map(|i| Tick::at(now + i)),
+            next_ping: config.ping_interval.map(|i| Tick::at(now).plus(i)),
             pings: 0,
             unanswered_since: None,
             last_message: Tick::at(now),
             close_deadline: None,
-            next_write_check: write_check(config, watch_writes).map(|c| Tick::at(now + c)),
+            next_write_check: write_check(config, watch_writes).map(|c| Tick::at(now).plus(c)),
             write_stalled_since: None,
         }
     }
@@ -136,7 +136,8 @@ impl Timers {
     /// The connection started closing (or failed) at `now`: it must be gone by the close timeout.
     /// Keepalive and idle stop; a later call keeps the first deadline.
     pub(crate) fn closing(&mut self, config: &Config, now: Instant) {
-        self.close_deadline.get_or_insert(Tick::at(now + config.close_timeout));
+        self.close_deadline
+            .get_or_insert(Tick::at(now).plus(config.close_timeout));
         self.next_ping = None;
         self.unanswered_since = None;
         self.idle = false;
@@ -247,6 +248,25 @@ mod tests {
         let later = now + Duration::from_millis(1500);
         assert_eq!(Tick::at(now).plus(Duration::from_millis(1500)), Tick::at(later));
         assert!(Tick::at(now) < Tick::at(later));
+    }
+
+    #[test]
+    fn timeouts_too_long_to_add_to_an_instant_mean_never() {
+        let config = Config {
+            ping_interval: Some(Duration::MAX),
+            pong_timeout: Duration::MAX,
+            close_timeout: Duration::MAX,
+            write_timeout: Some(Duration::MAX),
+            idle_timeout: Some(Duration::MAX),
+            ..Config::default()
+        };
+        let t0 = Instant::now();
+        let mut timers = Timers::new(&config, t0, true);
+        timers.write_blocked(t0);
+        assert_eq!(timers.due(&config, secs(t0, 1_000_000)), None);
+        timers.closing(&config, t0);
+        assert_eq!(timers.due(&config, secs(t0, 1_000_000)), None);
+        assert!(timers.next_deadline(&config).is_some_and(|d| d > secs(t0, 1_000_000)));
     }
 
     #[test]
