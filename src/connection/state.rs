@@ -47,9 +47,9 @@ pub(crate) struct ConnState {
     watch: Option<Box<WriteWatch>>,
     /// Messages and their payload bytes received since they were last added to the shared
     /// metrics: added once per batch of events (when the decoder runs dry, and at the end)
-    /// rather than with two atomic adds per message. The count is 32 bits, beside the flags
-    /// below, to keep the task in tokio's 512-byte class (`driver.rs`); it is added early
-    /// should a batch ever reach its maximum.
+    /// rather than with two atomic adds per message. The count is 32 bits, so that it packs
+    /// with the `reading` and `closing` flags and the task stays in tokio's 512-byte class
+    /// (`driver.rs`); it is added early should a batch ever reach its maximum.
     received_messages: u32,
     received_bytes: u64,
     /// Released when the connection ends: its connection slots.

@@ -14,7 +14,9 @@
 //! ([`SHARD_BACKLOG_MAX`]): a worker thread too busy to take its broadcasts loses the newest ones,
 //! counted as [`DropReason::Backlog`], rather than making the process hold them without limit.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -69,6 +71,23 @@ pub(crate) struct Fanout {
 }
 
 impl Fanout {
+    /// The fan-out cached under `name` (a route or a room), built by `build` and kept under
+    /// `key()` on a miss. Looked up before inserting, so that a hit, every broadcast but the first
+    /// after a membership change, allocates no key.
+    pub(crate) fn cached<K: Borrow<str> + Hash + Eq>(
+        cache: &mut HashMap<K, Arc<Fanout>>,
+        name: &str,
+        key: impl FnOnce() -> K,
+        build: impl FnOnce() -> Fanout,
+    ) -> Arc<Fanout> {
+        if let Some(fanout) = cache.get(name) {
+            return fanout.clone();
+        }
+        let fanout = Arc::new(build());
+        cache.insert(key(), fanout.clone());
+        fanout
+    }
+
     /// Groups the sessions named in `ids` by home.
     pub(crate) fn of(ids: &BTreeSet<SessionId>, sessions: &HashMap<SessionId, Box<Session>>) -> Fanout {
         Fanout::new(

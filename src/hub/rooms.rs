@@ -108,15 +108,13 @@ impl Supervisor {
         let Some(ids) = self.rooms.members.get(room) else {
             return 0;
         };
-        // Looked up before inserting: a message to a room allocates no key.
-        let fanout = match self.rooms.fanouts.get(room) {
-            Some(fanout) => fanout.clone(),
-            None => {
-                let fanout = Arc::new(Fanout::of(ids, &self.sessions));
-                self.rooms.fanouts.insert(room.to_owned(), fanout.clone());
-                fanout
-            }
-        };
+        let sessions = &self.sessions;
+        let fanout = Fanout::cached(
+            &mut self.rooms.fanouts,
+            room,
+            || room.to_owned(),
+            || Fanout::of(ids, sessions),
+        );
         fanout.deliver(message, except, &self.metrics)
     }
 

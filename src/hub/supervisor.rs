@@ -95,15 +95,13 @@ impl Supervisor {
         let Some((key, members)) = self.routes.get_key_value(route) else {
             return 0;
         };
-        // Looked up before inserting: a broadcast allocates no key.
-        let fanout = match self.fanouts.get(route) {
-            Some(fanout) => fanout.clone(),
-            None => {
-                let fanout = Arc::new(Fanout::of(members, &self.sessions));
-                self.fanouts.insert(key.clone(), fanout.clone());
-                fanout
-            }
-        };
+        let sessions = &self.sessions;
+        let fanout = Fanout::cached(
+            &mut self.fanouts,
+            route,
+            || key.clone(),
+            || Fanout::of(members, sessions),
+        );
         fanout.deliver(message, except, &self.metrics)
     }
 
